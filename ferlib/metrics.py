@@ -1,0 +1,82 @@
+"""Classification metrics: accuracy, per-class accuracy and confusion matrices.
+
+Inputs are predicted and true class indices (N,) as torch tensors, numpy arrays or lists.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
+from torch import Tensor
+
+__all__ = ["accuracy", "confusion_matrix", "mean_class_accuracy", "per_class_accuracy"]
+
+ArrayLike = Tensor | np.ndarray | list[int]
+
+
+def _as_pair(preds: ArrayLike, labels: ArrayLike, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Convert to two 1-D integer numpy arrays of the same non-zero length."""
+    p = preds.detach().cpu().numpy() if isinstance(preds, Tensor) else np.asarray(preds)
+    y = labels.detach().cpu().numpy() if isinstance(labels, Tensor) else np.asarray(labels)
+    if p.ndim != 1 or y.ndim != 1 or p.shape != y.shape or len(y) == 0:
+        raise ValueError(
+            f"{where}: expected preds and labels as 1-D class indices of the same non-zero "
+            f"length (N,), got shapes {p.shape} and {y.shape}"
+        )
+    if not (np.issubdtype(p.dtype, np.integer) and np.issubdtype(y.dtype, np.integer)):
+        raise ValueError(
+            f"{where}: expected integer class indices, got dtypes {p.dtype} and {y.dtype}"
+        )
+    return p, y
+
+
+def _check_range(values: np.ndarray, num_classes: int, name: str, where: str) -> None:
+    if values.min() < 0 or values.max() >= num_classes:
+        raise ValueError(
+            f"{where}: {name} must lie in [0, {num_classes}), "
+            f"got range [{values.min()}, {values.max()}]"
+        )
+
+
+def accuracy(preds: ArrayLike, labels: ArrayLike) -> float:
+    """Percentage of samples with `preds == labels`."""
+    p, y = _as_pair(preds, labels, "accuracy")
+    return float((p == y).mean() * 100.0)
+
+
+def confusion_matrix(
+    preds: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    normalize: Literal["true"] | None = None,
+) -> np.ndarray:
+    """Confusion matrix (K, K): row = true class, column = predicted class.
+
+    `normalize=None` gives counts (int64); `normalize="true"` divides each row by the
+    number of samples of that class (rows of absent classes are all zero).
+    """
+    where = "confusion_matrix"
+    p, y = _as_pair(preds, labels, where)
+    if normalize not in (None, "true"):
+        raise ValueError(f"{where}: normalize must be None or 'true', got {normalize!r}")
+    _check_range(p, num_classes, "preds", where)
+    _check_range(y, num_classes, "labels", where)
+    return _sk_confusion_matrix(y, p, labels=list(range(num_classes)), normalize=normalize)
+
+
+def per_class_accuracy(preds: ArrayLike, labels: ArrayLike, num_classes: int) -> Tensor:
+    """Recall of each class in percent, (K,) float64; NaN for classes absent from `labels`."""
+    cm = confusion_matrix(preds, labels, num_classes)
+    support = cm.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        acc = np.where(support > 0, np.diag(cm) / support * 100.0, np.nan)
+    return torch.from_numpy(acc)
+
+
+def mean_class_accuracy(preds: ArrayLike, labels: ArrayLike, num_classes: int) -> float:
+    """Average per-class accuracy in percent (mean of the row-normalised confusion
+    diagonal), ignoring classes absent from `labels`."""
+    return float(np.nanmean(per_class_accuracy(preds, labels, num_classes).numpy()))
