@@ -83,4 +83,3 @@ class LeNetsPP(nn.Module):
             )
         features = self.features(x)
         return features, self.classifier(features)
-

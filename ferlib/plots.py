@@ -7,7 +7,6 @@ Figure for multi-panel plots. No backend is forced here.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -114,11 +113,26 @@ def plot_features_2d(
         pts = feats[labs == k]
         ax.scatter(pts[:, 0], pts[:, 1], s=3, alpha=0.5, color=colors[k], label=names[k])
     if cents is not None:
-        ax.scatter(cents[:, 0], cents[:, 1], s=150, marker="*", c=colors[: len(cents)],
-                   edgecolors="black", linewidths=1.0, zorder=3)
+        ax.scatter(
+            cents[:, 0],
+            cents[:, 1],
+            s=150,
+            marker="*",
+            c=colors[: len(cents)],
+            edgecolors="black",
+            linewidths=1.0,
+            zorder=3,
+        )
         for k, (x, y) in enumerate(cents):
-            ax.annotate(str(k), (x, y), xytext=(4, 4), textcoords="offset points",
-                        fontsize=9, fontweight="bold", zorder=4)
+            ax.annotate(
+                str(k),
+                (x, y),
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontsize=9,
+                fontweight="bold",
+                zorder=4,
+            )
     if lim is not None:
         ax.set_xlim(lim[0], lim[1])
         ax.set_ylim(lim[2], lim[3])
@@ -159,8 +173,9 @@ def plot_feature_panels(
     """
     if not panels:
         raise ValueError("plot_feature_panels: panels is empty, expected at least one panel")
-    data = {name: (_np(f), _np(y), None if c is None else _np(c)) for name, (f, y, c) in
-            panels.items()}
+    data = {
+        name: (_np(f), _np(y), None if c is None else _np(c)) for name, (f, y, c) in panels.items()
+    }
     lo_x, hi_x, lo_y, hi_y = _shared_limits([f for f, _, _ in data.values()], percentile)
     for _, _, c in data.values():
         if c is not None and len(c):
@@ -170,19 +185,31 @@ def plot_feature_panels(
 
     ncols = min(ncols, len(data))
     nrows = math.ceil(len(data) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(panel_size * ncols, panel_size * nrows), squeeze=False
+    )
     num_classes = 0
     for ax, (name, (f, y, c)) in zip(axes.flat, data.items(), strict=False):
-        plot_features_2d(f, y, c, ax=ax, title=name, class_names=class_names, lim=lim,
-                         max_points=max_points, legend=False)
+        plot_features_2d(
+            f,
+            y,
+            c,
+            ax=ax,
+            title=name,
+            class_names=class_names,
+            lim=lim,
+            max_points=max_points,
+            legend=False,
+        )
         num_classes = max(num_classes, int(y.max(initial=-1)) + 1, 0 if c is None else len(c))
-    for ax in axes.flat[len(data):]:
+    for ax in axes.flat[len(data) :]:
         ax.set_visible(False)
 
     names, colors = _names(class_names, num_classes), _palette(num_classes)
-    handles = [Line2D([], [], ls="", marker="o", color=colors[k], label=names[k])
-               for k in range(num_classes)]
+    handles = [
+        Line2D([], [], ls="", marker="o", color=colors[k], label=names[k])
+        for k in range(num_classes)
+    ]
     fig.legend(handles=handles, loc="lower center", ncol=min(num_classes, 10), frameon=False)
     if title is not None:
         fig.suptitle(title)
@@ -209,9 +236,19 @@ def plot_confusion_matrix(
         cm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
     names = _names(class_names, len(cm))[: len(cm)]
     ax = _axes(ax)
-    sns.heatmap(cm, annot=True, fmt=".2f" if normalize else ".0f", cmap="Blues",
-                vmin=0, vmax=1 if normalize else None, square=True, cbar=True,
-                xticklabels=names, yticklabels=names, ax=ax)
+    sns.heatmap(
+        cm,
+        annot=True,
+        fmt=".2f" if normalize else ".0f",
+        cmap="Blues",
+        vmin=0,
+        vmax=1 if normalize else None,
+        square=True,
+        cbar=True,
+        xticklabels=names,
+        yticklabels=names,
+        ax=ax,
+    )
     ax.set_title(title)
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
@@ -246,19 +283,16 @@ def plot_accuracy_vs_gamma(
 
 def plot_history(
     history: Sequence[Mapping[str, float]],
-    keys: Sequence[str] | None = None,
+    keys: Sequence[str] = ("train_loss",),
     ax: Axes | None = None,
     title: str = "Training history",
 ) -> Axes:
     """Training curves from per-epoch dicts, e.g. `[{"epoch": 1, "train_loss": 2.1}, ...]`.
 
-    `keys` selects the curves (default: every numeric key but "epoch"); x is each entry's
-    "epoch" if present, else its 1-based position. Plot quantities of similar scale
-    together (e.g. losses on one Axes, accuracies on another).
+    One line per key in `keys`; x is each entry's "epoch" if present, else its 1-based
+    position. Plot quantities of similar scale together (losses on one Axes, accuracies
+    such as "test_acc" on another).
     """
-    if keys is None:
-        keys = sorted({k for h in history for k, v in h.items()
-                       if k != "epoch" and isinstance(v, numbers.Real)})
     available = sorted({k for h in history for k in h})
     missing = [k for k in keys if k not in available]
     if not keys or missing:

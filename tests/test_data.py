@@ -1,0 +1,149 @@
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+from ferlib.data import (
+    MNIST_FILES,
+    WMNIST_COUNTS,
+    WMNIST_SEED,
+    TensorLoader,
+    class_counts,
+    default_data_root,
+    load_mnist,
+    load_wmnist,
+    wmnist_indices,
+)
+
+MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+# Pinned W-MNIST indices for the default WMNIST_COUNTS and WMNIST_SEED. Changing the
+# sampling or the constants must fail here on purpose: update these literals knowingly.
+WMNIST_INDEX_SUM = 426_311_494
+WMNIST_INDEX_SHA256 = "283d25a2ac4c1cb64bab657acf5848a1e53565f929dac86527114dec55b97c6f"
+
+
+@pytest.fixture(scope="module")
+def mnist_train(mnist_root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    return load_mnist(mnist_root, train=True, download=False)
+
+
+def test_default_data_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FERLIB_DATA", str(tmp_path))
+    assert default_data_root() == tmp_path
+    monkeypatch.delenv("FERLIB_DATA")
+    assert default_data_root() == Path(__file__).resolve().parents[1] / "data"
+
+
+def test_mnist_train(mnist_train: tuple[torch.Tensor, torch.Tensor]) -> None:
+    images, labels = mnist_train
+    assert images.shape == (60_000, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (60_000,) and labels.dtype == torch.int64
+    assert class_counts(labels, 10).tolist() == MNIST_TRAIN_COUNTS
+    assert abs(images.mean().item()) < 0.01
+    assert images.std().item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_mnist_test(mnist_root: Path) -> None:
+    images, labels = load_mnist(mnist_root, train=False, download=False)
+    assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (10_000,) and labels.dtype == torch.int64
+    assert abs(images.mean().item()) < 0.05
+    assert images.std().item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_missing_mnist_raises_with_expected_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        load_mnist(tmp_path, download=False)
+    message = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert all(name in message for name in MNIST_FILES)
+
+
+def test_wmnist_counts(mnist_root: Path) -> None:
+    _, labels = load_wmnist(mnist_root, download=False)
+    assert class_counts(labels, 10).tolist() == [WMNIST_COUNTS[d] for d in range(10)]
+
+
+def test_wmnist_indices_reproducible_and_pinned(
+    mnist_train: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    labels = mnist_train[1]
+    idx = wmnist_indices(labels)
+    assert torch.equal(idx, wmnist_indices(labels))
+    assert idx.dtype == torch.int64 and torch.all(idx[1:] > idx[:-1])  # sorted, unique
+    assert len(idx) == sum(WMNIST_COUNTS.values())
+    assert int(idx.sum()) == WMNIST_INDEX_SUM
+    digest = hashlib.sha256(idx.numpy().astype("<i8").tobytes()).hexdigest()
+    assert digest == WMNIST_INDEX_SHA256
+
+
+def test_wmnist_seed_and_counts_configurable(
+    mnist_train: tuple[torch.Tensor, torch.Tensor],
+) -> None:
+    labels = mnist_train[1]
+    assert not torch.equal(wmnist_indices(labels), wmnist_indices(labels, seed=WMNIST_SEED + 1))
+    idx = wmnist_indices(labels, counts={3: 10, 7: 5})
+    assert class_counts(labels[idx], 10).tolist() == [0, 0, 0, 10, 0, 0, 0, 5, 0, 0]
+
+
+def test_wmnist_bad_counts(mnist_train: tuple[torch.Tensor, torch.Tensor]) -> None:
+    labels = mnist_train[1]
+    with pytest.raises(ValueError, match="digit 5"):
+        wmnist_indices(labels, counts={5: MNIST_TRAIN_COUNTS[5] + 1})
+    with pytest.raises(ValueError, match="digit 3 does not occur"):
+        wmnist_indices(labels[labels != 3], counts={3: 1})
+
+
+def _toy(n: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.arange(n, dtype=torch.float32).view(n, 1), torch.arange(n) % 3
+
+
+def test_tensor_loader_covers_each_sample_once() -> None:
+    images, labels = _toy(10)
+    loader = TensorLoader(images, labels, batch_size=4, shuffle=True, seed=1)
+    assert len(loader) == 3 and loader.num_samples == 10
+    batches = list(loader)
+    assert [len(y) for _, y in batches] == [4, 4, 2]
+    seen = torch.cat([x for x, _ in batches]).view(-1)
+    assert sorted(seen.long().tolist()) == list(range(10))
+    assert torch.equal(torch.cat([y for _, y in batches]), seen.long() % 3)  # pairs kept
+
+
+def test_tensor_loader_epoch_order() -> None:
+    images, labels = _toy(50)
+    loader = TensorLoader(images, labels, batch_size=50, shuffle=True, seed=3)
+
+    def order(epoch: int) -> torch.Tensor:
+        loader.set_epoch(epoch)
+        return next(iter(loader))[0].view(-1)
+
+    first = order(4)
+    assert torch.equal(first, order(4))
+    assert not torch.equal(first, order(5))
+    expected = torch.randperm(50, generator=torch.Generator().manual_seed(3 + 4)).float()
+    assert torch.equal(first, expected)  # resumable: depends only on seed + epoch
+
+
+def test_tensor_loader_no_shuffle_and_drop_last() -> None:
+    images, labels = _toy(10)
+    loader = TensorLoader(images, labels, batch_size=4, drop_last=True)
+    assert len(loader) == 2
+    assert torch.equal(torch.cat([x for x, _ in loader]).view(-1), torch.arange(8.0))
+
+
+def test_tensor_loader_validation() -> None:
+    images, labels = _toy(10)
+    with pytest.raises(ValueError, match="same length"):
+        TensorLoader(images, labels[:9], batch_size=2)
+    with pytest.raises(ValueError, match="1-D integer"):
+        TensorLoader(images, labels.float(), batch_size=2)
+    with pytest.raises(ValueError, match="1-D integer"):
+        TensorLoader(images, labels.view(5, 2), batch_size=2)
+
+
+def test_class_counts() -> None:
+    assert class_counts(torch.tensor([0, 2, 2, 4]), 6).tolist() == [1, 0, 2, 0, 1, 0]
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        class_counts(torch.tensor([0, 3]), 3)

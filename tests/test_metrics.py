@@ -1,0 +1,60 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ferlib.metrics import accuracy, confusion_matrix, mean_class_accuracy, per_class_accuracy
+
+# Class 0: 2 of 3 right; class 1: 1 of 1 right; class 2: 0 of 2 right; class 3 absent.
+LABELS = torch.tensor([0, 0, 0, 1, 2, 2])
+PREDS = torch.tensor([0, 0, 1, 1, 3, 0])
+
+
+def test_accuracy() -> None:
+    assert accuracy(PREDS, LABELS) == pytest.approx(300 / 6)
+    assert accuracy(np.array([1, 2]), np.array([1, 2])) == 100.0
+    assert accuracy([0, 1], [1, 0]) == 0.0
+
+
+def test_confusion_matrix_counts() -> None:
+    expected = np.array(
+        [
+            [2, 1, 0, 0],
+            [0, 1, 0, 0],
+            [1, 0, 0, 1],
+            [0, 0, 0, 0],
+        ]
+    )
+    np.testing.assert_array_equal(confusion_matrix(PREDS, LABELS, 4), expected)
+
+
+def test_confusion_matrix_normalized() -> None:
+    cm = confusion_matrix(PREDS, LABELS, 4, normalize="true")
+    np.testing.assert_allclose(cm[0], [2 / 3, 1 / 3, 0, 0])
+    np.testing.assert_allclose(cm[2], [0.5, 0, 0, 0.5])
+    np.testing.assert_allclose(cm[3], [0, 0, 0, 0])  # absent class: empty row
+
+
+def test_per_class_accuracy_absent_class_is_nan() -> None:
+    acc = per_class_accuracy(PREDS, LABELS, 4)
+    assert acc.shape == (4,)
+    assert acc[:3].tolist() == pytest.approx([200 / 3, 100.0, 0.0])
+    assert math.isnan(acc[3])
+
+
+def test_mean_class_accuracy_ignores_absent_class() -> None:
+    assert mean_class_accuracy(PREDS, LABELS, 4) == pytest.approx((200 / 3 + 100 + 0) / 3)
+
+
+def test_errors() -> None:
+    with pytest.raises(ValueError, match="same non-zero length"):
+        accuracy(PREDS, LABELS[:5])
+    with pytest.raises(ValueError, match="1-D"):
+        accuracy(PREDS.view(2, 3), LABELS.view(2, 3))
+    with pytest.raises(ValueError, match="integer"):
+        accuracy(PREDS.float(), LABELS)
+    with pytest.raises(ValueError, match=r"preds must lie in \[0, 3\)"):
+        confusion_matrix(PREDS, LABELS, 3)
+    with pytest.raises(ValueError, match="normalize"):
+        confusion_matrix(PREDS, LABELS, 4, normalize="all")
