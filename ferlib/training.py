@@ -221,6 +221,7 @@ def train(
             if hasattr(train_loader, "set_epoch"):
                 train_loader.set_epoch(epoch)
             model.train()
+            lr_at_start = optimizer.param_groups[0]["lr"]
             tic = time.perf_counter()
             sums = torch.zeros(6, dtype=torch.float64)  # loss, L_S, L_C, L_DDA, correct, |x|
             seen = 0
@@ -285,7 +286,7 @@ def train(
             means = (sums / seen).tolist()
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
-                "lr": optimizer.param_groups[0]["lr"],
+                "lr": lr_at_start,
                 "train_loss": means[0],
                 "train_softmax": means[1],
                 "train_center": means[2],

@@ -1,0 +1,134 @@
+"""Course plumbing: the repository URL, the speed switch, the environment report.
+
+Every notebook starts the same way: on Colab it installs ferlib from :data:`REPO_URL`,
+then it reads the speed switch with :func:`profile`::
+
+    PROFILE = ferlib.course.profile()   # "quick" (CI, CPU) or "full" (the real experiment)
+
+The switch is the environment variable ``FERLIB_PROFILE``. Unset, it is ``"full"`` when a
+CUDA GPU is present and ``"quick"`` otherwise, so a laptop gets minutes-long runs and a
+Colab GPU the paper's settings.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = [
+    "PROFILES",
+    "PROFILE_ENV",
+    "RAFDB_LABELS",
+    "REPO_URL",
+    "environment_report",
+    "in_colab",
+    "print_environment",
+    "profile",
+    "quiet",
+]
+
+# The ONE place the repository URL is written in Python. Notebooks repeat it literally in
+# their Colab cell (a notebook must install ferlib before it can import it);
+# tests/test_course.py checks that they match.
+REPO_URL = "https://github.com/ferlib-course/ferlib"
+
+PROFILE_ENV = "FERLIB_PROFILE"
+PROFILES: tuple[str, ...] = ("quick", "full")
+
+# RAF-DB is not downloadable (it needs a licence agreement); this is the label file that
+# tells the course it has been put in place under the data root.
+RAFDB_LABELS = Path("RAF-DB") / "basic" / "EmoLabel" / "list_patition_label.txt"
+
+
+def profile() -> str:
+    """The speed switch: ``"quick"`` or ``"full"``, from ``$FERLIB_PROFILE``.
+
+    Unset (or empty): ``"full"`` when CUDA is available, else ``"quick"``. Any other
+    value raises ``ValueError`` naming the allowed values.
+    """
+    value = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if not value:
+        return "full" if torch.cuda.is_available() else "quick"
+    if value not in PROFILES:
+        raise ValueError(
+            f"{PROFILE_ENV}={os.environ[PROFILE_ENV]!r} is not a profile: use one of "
+            f"{', '.join(repr(p) for p in PROFILES)} (or leave it unset to choose by hardware)"
+        )
+    return value
+
+
+def in_colab() -> bool:
+    """True inside a Google Colab runtime."""
+    return "google.colab" in sys.modules
+
+
+def _device_name() -> str:
+    from ferlib.training import pick_device
+
+    device = pick_device()
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def environment_report(data_root: str | Path | None = None) -> dict[str, Any]:
+    """What the course runs on: versions, the device found, the profile, the datasets.
+
+    Keys: ``python``, ``platform``, ``torch``, ``torchvision``, ``ferlib``, ``device``,
+    ``cpu_threads``, ``profile``, ``colab``, ``data_root`` and ``datasets``
+    (``{"MNIST": bool, "RAF-DB": bool}``: whether the files are under the data root).
+    """
+    import torchvision
+
+    import ferlib
+    from ferlib.data import MNIST_FILES, default_data_root
+
+    root = Path(data_root) if data_root is not None else default_data_root()
+    raw = root / "MNIST" / "raw"
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "ferlib": ferlib.__version__,
+        "device": _device_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "profile": profile(),
+        "colab": in_colab(),
+        "data_root": str(root),
+        "datasets": {
+            "MNIST": all((raw / name).is_file() for name in MNIST_FILES),
+            "RAF-DB": (root / RAFDB_LABELS).is_file(),
+        },
+    }
+
+
+def print_environment(report: dict[str, Any] | None = None) -> None:
+    """Print :func:`environment_report` as an aligned table."""
+    report = environment_report() if report is None else report
+    rows = {k: v for k, v in report.items() if k != "datasets"}
+    for name, present in report.get("datasets", {}).items():
+        rows[f"dataset {name}"] = "present" if present else "missing"
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value}")
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Silence Python warnings inside a ``with`` block (for clean committed outputs).
+
+    Use it around a call whose warning is understood and harmless, never as a blanket
+    at the top of a notebook: a warning that nobody expected is worth seeing.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
