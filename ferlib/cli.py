@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     _common(study)
     study.add_argument("--out", type=Path, default=Path("results/wmnist"))
     study.add_argument("--runs", nargs="+", choices=list(RUNS), default=None)
+    study.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
 
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
@@ -66,6 +67,7 @@ def _study(args: argparse.Namespace) -> int:
         scaling=args.scaling,
         seed=args.seed,
         runs=args.runs,
+        checkpoints=args.checkpoints,
         progress=not args.no_progress,
     )
     prof = PROFILES[args.profile]
