@@ -24,6 +24,7 @@ __all__ = [
     "plot_feature_panels",
     "plot_features_2d",
     "plot_history",
+    "plot_per_class_accuracy",
 ]
 
 ArrayLike = Tensor | np.ndarray | Sequence[float]
@@ -278,6 +279,40 @@ def plot_accuracy_vs_gamma(
     ax.set_xlabel("γ")
     ax.set_ylabel("Accuracy (%)")
     ax.legend()
+    return ax
+
+
+def plot_per_class_accuracy(
+    runs: Mapping[str, ArrayLike],
+    highlight: Sequence[int] = (),
+    ax: Axes | None = None,
+    title: str = "Per-class test accuracy",
+    class_names: Sequence[str] | None = None,
+) -> Axes:
+    """Grouped bars: one group per class, one bar per run; ``highlight`` shades classes
+    (e.g. the minority classes) so that the eye goes there first."""
+    if not runs:
+        raise ValueError("plot_per_class_accuracy: runs is empty, expected {name: (K,) accuracies}")
+    values = {name: _np(v).astype(float) for name, v in runs.items()}
+    num_classes = len(next(iter(values.values())))
+    if any(v.shape != (num_classes,) for v in values.values()):
+        raise ValueError(
+            "plot_per_class_accuracy: every run needs one accuracy per class, got shapes "
+            f"{[v.shape for v in values.values()]}"
+        )
+    ax = _axes(ax)
+    width = 0.8 / len(values)
+    x = np.arange(num_classes)
+    for k in highlight:
+        ax.axvspan(k - 0.45, k + 0.45, color="0.9", zorder=0)
+    for i, (name, v) in enumerate(values.items()):
+        ax.bar(x - 0.4 + width * (i + 0.5), v, width, label=name, color=f"C{i}")
+    ax.set_xticks(x, _names(class_names, num_classes))
+    ax.set_ylim(0, 100)
+    ax.set_title(title)
+    ax.set_xlabel("Class")
+    ax.set_ylabel("Accuracy (%)")
+    ax.legend(ncol=min(len(values), 3), fontsize="small")
     return ax
 
 

@@ -70,13 +70,16 @@ class StudyProfile:
     lr_decay: float
     batch_size: int = 128
     grad_clip: float | None = None
+    max_loss: float | None = None  # a batch loss above this counts as divergence
     counts: tuple[tuple[int, int], ...] = tuple(sorted(WMNIST_COUNTS.items()))
     test_subset: int | None = None  # evaluate on the first n test images (quick profile)
 
 
 PROFILES: dict[str, StudyProfile] = {
     "paper": StudyProfile("paper", epochs=100, lr=0.001, lr_step=20, lr_decay=1 / 1.25),
-    "cpu": StudyProfile("cpu", epochs=12, lr=0.01, lr_step=4, lr_decay=0.5, grad_clip=10.0),
+    "cpu": StudyProfile(
+        "cpu", epochs=12, lr=0.01, lr_step=4, lr_decay=0.5, grad_clip=10.0, max_loss=1000.0
+    ),
     "quick": StudyProfile(
         "quick",
         epochs=1,
@@ -98,6 +101,7 @@ def run_config(profile: StudyProfile, lam: float, gamma: float, scaling: Scaling
         lr_step=profile.lr_step,
         lr_decay=profile.lr_decay,
         grad_clip=profile.grad_clip,
+        max_loss=profile.max_loss,
         lam=lam,
         gamma=gamma,
         scaling=scaling,

@@ -53,6 +53,7 @@ class TrainConfig:
     lr_decay: float = 1 / 1.25  # ... by this factor (the paper: ÷1.25 on W-MNIST, ÷10 on RAF-DB)
     warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
     grad_clip: float | None = None  # max global gradient norm, None = no clipping
+    max_loss: float | None = None  # stop as diverged when a batch loss exceeds this
     lam: float = 0.0  # λ, weight of the center loss
     gamma: float = 0.0  # γ, weight of the DDA loss
     alpha: float = 0.5  # α, the centers' learning rate
@@ -191,7 +192,7 @@ def train(
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.exists():
         state = torch.load(path, map_location=device, weights_only=True)
-        if state["config"] != _comparable(config):
+        if not _same_config(state["config"], _comparable(config)):
             raise ValueError(
                 f"checkpoint {path} was written by a different configuration:\n"
                 f"  saved: {state['config']}\n  now:   {_comparable(config)}\n"
@@ -243,7 +244,9 @@ def train(
                     lc, ldda = parts.center.detach(), parts.dda.detach()
                 else:
                     loss, lc, ldda = loss_s, torch.zeros(()), torch.zeros(())
-                if not torch.isfinite(loss):
+                if not torch.isfinite(loss) or (
+                    config.max_loss is not None and loss.item() > config.max_loss
+                ):
                     terms = (
                         f"loss (L_S={loss_s.item():.4g}, L_C={lc.item():.4g}, "
                         f"L_DDA={ldda.item():.4g})"
@@ -325,8 +328,10 @@ def train(
 
 def _divergence(config, desc, epoch, step, path, schedule, what: str) -> str:
     """The message of a NonFiniteLossError: where it happened and what to try."""
+    limit = "" if config.max_loss is None else f" or exceeded max_loss={config.max_loss:g}"
     return (
-        f"{desc or config.loss_name}: the {what} became NaN or infinite at epoch {epoch + 1}, "
+        f"{desc or config.loss_name}: the {what} became NaN or infinite{limit} at epoch "
+        f"{epoch + 1}, "
         f"step {step + 1} (lr={schedule.get_last_lr()[0]:.3g}, gamma={config.gamma}, "
         f"scaling={config.scaling!r}); training stopped before using it. Lower the learning "
         "rate or gamma, add warm-up (warmup_steps) or gradient clipping (grad_clip), or use "
@@ -336,7 +341,14 @@ def _divergence(config, desc, epoch, step, path, schedule, what: str) -> str:
 
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:
-    """The configuration as saved in checkpoints (``epochs`` may grow when resuming)."""
+    """The settings a resumed run must share with its checkpoint: all but ``epochs`` (a run
+    may be extended) and ``max_loss`` (a guard that never changes a finished epoch)."""
     saved = asdict(config)
-    saved.pop("epochs")
+    del saved["epochs"], saved["max_loss"]
     return saved
+
+
+def _same_config(saved: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Equal settings; a setting missing from an older checkpoint had its default value."""
+    defaults = _comparable(TrainConfig())
+    return all(saved.get(k, defaults.get(k)) == now.get(k, defaults.get(k)) for k in saved | now)

@@ -124,3 +124,16 @@ def test_history() -> None:
     assert len(plot_history(history).lines) == 1  # default: train_loss
     with pytest.raises(ValueError, match="available keys"):
         plot_history(history, keys=["val_loss"])
+
+
+def test_plot_per_class_accuracy_groups_bars_and_shades_minority():
+    from ferlib.plots import plot_per_class_accuracy
+
+    runs = {"softmax": [90.0] * 10, "dda": [80.0] * 10}
+    ax = plot_per_class_accuracy(runs, highlight=[2, 5, 8], title="Per class")
+    assert ax.get_title() == "Per class" and ax.get_ylabel() == "Accuracy (%)"
+    assert len(ax.patches) >= 20  # 2 runs x 10 classes (+ shaded spans)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["softmax", "dda"]
+    with pytest.raises(ValueError, match="one accuracy per class"):
+        plot_per_class_accuracy({"a": [1.0] * 10, "b": [1.0] * 9})
+    plt.close(ax.figure)

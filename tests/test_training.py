@@ -154,6 +154,14 @@ def test_divergence_of_a_real_loss_is_caught():
         train(model, train_loader, None, config(lr=1e6, lam=0.01, gamma=7.0), progress=False)
 
 
+def test_runaway_loss_above_max_loss_counts_as_divergence():
+    seed_everything(0)
+    model = TinyNet()
+    train_loader, _ = loaders()
+    with pytest.raises(NonFiniteLossError, match=r"exceeded max_loss=0\.5 at epoch 1, step 1"):
+        train(model, train_loader, None, config(lam=0.01, gamma=1.0, max_loss=0.5), progress=False)
+
+
 def test_warmup_and_step_schedule():
     seed_everything(0)
     model = TinyNet()
