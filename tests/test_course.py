@@ -11,6 +11,8 @@ soon as it is added. What a notebook must look like:
 * a "## Summary" section and 2-4 exercises, each a heading "### Exercise <n> ..." followed by
   at least one solution cell (``### BEGIN SOLUTION`` ... ``### END SOLUTION``) and then a check
   cell (``ferlib.checks`` or ``assert``);
+* solution markers only in code cells, each alone on its line (nbgrader's ClearSolutions
+  then makes the student copy);
 * committed outputs executed top to bottom in a fresh kernel, with no stderr, warnings,
   errors or progress bars, and an execution count on every cell that has outputs (nbval).
 """
@@ -332,13 +334,32 @@ def test_exercises_have_solutions_and_checks(path):
 
 
 @notebook
-def test_solution_markers_are_balanced(path):
-    for cell in _code_cells(_load(path)):
-        src = _src(cell)
-        begins = [m.start() for m in re.finditer("### BEGIN SOLUTION", src)]
-        ends = [m.start() for m in re.finditer("### END SOLUTION", src)]
-        assert len(begins) == len(ends)
-        assert all(b < e for b, e in zip(begins, ends, strict=True))
+def test_solution_markers_are_balanced_and_only_in_code(path):
+    for i, cell in enumerate(_load(path)["cells"]):
+        lines = [line.strip() for line in _src(cell).splitlines() if "SOLUTION" in line]
+        if cell["cell_type"] != "code":
+            # nbgrader matches the markers as substrings, in markdown cells too
+            assert not any("BEGIN SOLUTION" in x or "END SOLUTION" in x for x in lines), (
+                f"{path.name}, cell {i}: solution markers outside a code cell"
+            )
+            continue
+        markers = [x for x in lines if "BEGIN SOLUTION" in x or "END SOLUTION" in x]
+        assert all(x in ("### BEGIN SOLUTION", "### END SOLUTION") for x in markers), (
+            f"{path.name}, cell {i}: a marker must stand alone on its line: {markers}"
+        )
+        assert markers == ["### BEGIN SOLUTION", "### END SOLUTION"] * (len(markers) // 2)
+
+
+@notebook
+def test_nbgrader_makes_a_student_copy(path):
+    nbformat = pytest.importorskip("nbformat")
+    preprocessors = pytest.importorskip("nbgrader.preprocessors")
+    nb = nbformat.read(str(path), as_version=4)
+    nb, _ = preprocessors.ClearSolutions(enforce_metadata=False).preprocess(nb, {})
+    nb, _ = preprocessors.ClearOutput().preprocess(nb, {})
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "SOLUTION" not in code
+    assert code.count("raise NotImplementedError()") >= 2
 
 
 @notebook
