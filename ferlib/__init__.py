@@ -3,7 +3,8 @@
 A small course library built on Farzaneh & Qi, "Discriminant Distribution-Agnostic
 Loss for Facial Expression Recognition in the Wild" (CVPR Workshops 2020).
 One idea per module: ``losses``, ``models``, ``data``, ``training``, ``metrics``,
-``plots``, ``checks`` (exercise helpers).
+``plots``, ``study`` (the W-MNIST study), ``cli``, ``course`` (the speed switch and the
+environment check) and ``checks`` (exercise helpers).
 """
 
 from ferlib.losses import CenterDDALoss, LossParts, center_loss, dda_loss, squared_distances

@@ -349,6 +349,8 @@ def _comparable(config: TrainConfig) -> dict[str, Any]:
 
 
 def _same_config(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Equal settings; a setting missing from an older checkpoint had its default value."""
+    """Equal settings; a setting missing from an older checkpoint had its default value, and
+    the DDA scaling is irrelevant when there is no DDA term (gamma = 0)."""
     defaults = _comparable(TrainConfig())
-    return all(saved.get(k, defaults.get(k)) == now.get(k, defaults.get(k)) for k in saved | now)
+    keys = set(saved | now) - ({"scaling"} if now.get("gamma") == 0 else set())
+    return all(saved.get(k, defaults.get(k)) == now.get(k, defaults.get(k)) for k in keys)

@@ -124,6 +124,33 @@ def test_resume_refuses_a_different_configuration(tmp_path):
         run(2, tmp_path / "ckpt.pt", lr=0.1)
 
 
+def test_scaling_does_not_matter_to_resume_without_dda(tmp_path):
+    seed_everything(0)
+    train_loader, _ = loaders()
+    path = tmp_path / "center.pt"
+    train(
+        TinyNet(),
+        train_loader,
+        None,
+        config(epochs=1, lam=0.01, scaling="published"),
+        checkpoint=path,
+        progress=False,
+    )
+    result = train(
+        TinyNet(), train_loader, None, config(epochs=2, lam=0.01), checkpoint=path, progress=False
+    )
+    assert len(result.history) == 2
+    with pytest.raises(ValueError, match="different configuration"):
+        train(
+            TinyNet(),
+            train_loader,
+            None,
+            config(epochs=3, lam=0.01, gamma=1.0),
+            checkpoint=path,
+            progress=False,
+        )
+
+
 def test_non_finite_loss_stops_with_a_clear_error_and_keeps_the_checkpoint(tmp_path):
     seed_everything(0)
     model = TinyNet()
