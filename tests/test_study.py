@@ -13,22 +13,16 @@ from ferlib.data import WMNIST_COUNTS
 from ferlib.study import PAPER_TABLE1, PROFILES, RUNS, checkpoint_name, format_table
 
 
+def quick(out, mnist_root) -> int:
+    """``python -m ferlib study --profile quick`` into ``out``; returns the exit code."""
+    args = ["study", "--profile", "quick", "--out", str(out), "--data-root", str(mnist_root)]
+    return main([*args, "--no-progress"])
+
+
 @pytest.fixture(scope="module")
 def quick_study(mnist_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("study")
-    code = main(
-        [
-            "study",
-            "--profile",
-            "quick",
-            "--out",
-            str(out),
-            "--data-root",
-            str(mnist_root),
-            "--no-progress",
-        ]
-    )
-    return code, out
+    return quick(out, mnist_root), out
 
 
 def test_quick_study_writes_table_and_figures(quick_study, capsys):
@@ -58,18 +52,7 @@ def test_quick_study_resumes_from_its_checkpoints(quick_study, mnist_root):
     for run in RUNS:
         assert (out / "checkpoints" / checkpoint_name(run, "paper")).exists()
     first = json.loads((out / "table1.json").read_text())
-    code = main(
-        [
-            "study",
-            "--profile",
-            "quick",
-            "--out",
-            str(out),
-            "--data-root",
-            str(mnist_root),
-            "--no-progress",
-        ]
-    )
+    code = quick(out, mnist_root)
     again = json.loads((out / "table1.json").read_text())
     assert code == 0
     for name in RUNS:  # finished runs are read back, not trained again
