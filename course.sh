@@ -34,7 +34,10 @@ setup() {
 case "${1:-}" in
     lab)
         setup
-        exec .venv/bin/python -m jupyter lab notebooks/
+        # Jupyter refuses to run as root (containers, cloud VMs) unless told it is meant.
+        extra=()
+        [ "$(id -u)" = 0 ] && extra=(--allow-root)
+        exec .venv/bin/python -m jupyter lab "${extra[@]}" notebooks/
         ;;
     test)
         setup
