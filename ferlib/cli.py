@@ -88,9 +88,7 @@ def _train(args: argparse.Namespace) -> int:
     from ferlib.training import NonFiniteLossError, seed_everything, train
 
     prof = PROFILES[args.profile]
-    config = run_config(
-        prof, args.lam if args.gamma or args.lam else 0.0, args.gamma, args.scaling, args.seed
-    )
+    config = run_config(prof, args.lam, args.gamma, args.scaling, args.seed)
     config.alpha = args.alpha
     if args.epochs is not None:
         config.epochs = args.epochs
