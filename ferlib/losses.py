@@ -80,24 +80,32 @@ def squared_distances(features: Tensor, centers: Tensor) -> Tensor:
     return diff.pow(2).sum(dim=-1)  # (m, K)
 
 
-def center_loss(features: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
+def center_loss(features: Tensor, labels: Tensor, centers: Tensor, *, check: bool = True) -> Tensor:
     """Center loss, paper Eq. 3: L_C = 1/(2m) sum_i ||x_i - c_{y_i}||^2.
 
     Args:
         features: (m, D) deep features.
         labels: (m,) class indices in [0, K).
         centers: (K, D) class centers.
+        check: validate shapes, label range and finiteness (callers that already did
+            may skip it: each check synchronises with the GPU).
 
     Returns:
         A scalar tensor, differentiable w.r.t. ``features`` and ``centers``.
     """
-    _check_inputs(features, labels, centers)
+    if check:
+        _check_inputs(features, labels, centers)
     diff = features - centers[labels]  # (m, D)
     return diff.pow(2).sum() / (2 * features.shape[0])
 
 
 def dda_loss(
-    features: Tensor, labels: Tensor, centers: Tensor, scaling: Scaling = "paper"
+    features: Tensor,
+    labels: Tensor,
+    centers: Tensor,
+    scaling: Scaling = "paper",
+    *,
+    check: bool = True,
 ) -> Tensor:
     """DDA loss, paper Eq. 5: L_DDA = -1/(2m) sum_i log softmax_k(-d_ik)[y_i].
 
@@ -112,13 +120,15 @@ def dda_loss(
         centers: (K, D) class centers.
         scaling: ``"paper"`` (Eq. 5) or ``"published"``, the authors' released code,
             whose value is the paper's divided by m.
+        check: as in :func:`center_loss`.
 
     Returns:
         A scalar tensor, differentiable w.r.t. ``features`` and ``centers``.
     """
     if scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}; got {scaling!r}")
-    _check_inputs(features, labels, centers)
+    if check:
+        _check_inputs(features, labels, centers)
     with torch.autocast(device_type=features.device.type, enabled=False):
         dtype = _wide(torch.promote_types(features.dtype, centers.dtype))
         d = squared_distances(features.to(dtype), centers.to(dtype))  # (m, K)
@@ -204,8 +214,9 @@ class CenterDDALoss(nn.Module):
         """Return ``LossParts(total, center, dda)`` for features (m, D) and labels (m,)."""
         self._sync_centers()
         centers = self.centers.detach()
-        lc = center_loss(features.to(_wide(features.dtype)), labels, centers)
-        ldda = dda_loss(features, labels, centers, scaling=self.scaling)
+        _check_inputs(features, labels, centers)  # once for both terms
+        lc = center_loss(features.to(_wide(features.dtype)), labels, centers, check=False)
+        ldda = dda_loss(features, labels, centers, scaling=self.scaling, check=False)
         return LossParts(self.lam * lc + self.gamma * ldda, lc, ldda)
 
     @torch.no_grad()
