@@ -12,7 +12,14 @@ import torch
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from torch import Tensor
 
-__all__ = ["accuracy", "confusion_matrix", "mean_class_accuracy", "per_class_accuracy"]
+__all__ = [
+    "accuracy",
+    "class_means",
+    "confusion_matrix",
+    "mean_class_accuracy",
+    "nearest_mean_predict",
+    "per_class_accuracy",
+]
 
 ArrayLike = Tensor | np.ndarray | list[int]
 
@@ -80,3 +87,35 @@ def mean_class_accuracy(preds: ArrayLike, labels: ArrayLike, num_classes: int) -
     """Average per-class accuracy in percent (mean of the row-normalised confusion
     diagonal), ignoring classes absent from `labels`."""
     return float(np.nanmean(per_class_accuracy(preds, labels, num_classes).numpy()))
+
+
+def class_means(features: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+    """Mean feature of each class, (K, D) from features (N, D) and labels (N,).
+
+    Raises a ValueError naming the classes that have no sample (their mean is undefined).
+    """
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise ValueError(
+            f"class_means: expected features (N, D) and labels (N,), "
+            f"got {tuple(features.shape)} and {tuple(labels.shape)}"
+        )
+    counts = torch.bincount(labels, minlength=num_classes)
+    if len(counts) > num_classes or (counts == 0).any():
+        missing = (counts[:num_classes] == 0).nonzero().flatten().tolist()
+        raise ValueError(
+            f"class_means: every label must lie in [0, {num_classes}) and every class needs a "
+            f"sample; classes without samples: {missing}, max label {int(labels.max())}"
+        )
+    sums = torch.zeros(num_classes, features.shape[1], dtype=features.dtype)
+    sums.index_add_(0, labels, features)
+    return sums / counts[:, None].to(features.dtype)
+
+
+def nearest_mean_predict(features: Tensor, means: Tensor) -> Tensor:
+    """Index of the nearest class mean (Euclidean) for each feature: (N,) from (N, D), (K, D).
+
+    Scores how well the features alone separate the classes, whatever the classifier
+    layer learned: a cluster the bias-free linear classifier cannot carve out (for example
+    one that lies on the same ray as another, nearer the origin) is still found here.
+    """
+    return torch.cdist(features.double(), means.double()).argmin(dim=1)

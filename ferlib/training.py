@@ -54,6 +54,7 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warm-up over the first steps
     grad_clip: float | None = None  # max global gradient norm, None = no clipping
     max_loss: float | None = None  # stop as diverged when a batch loss exceeds this
+    eval_every: int = 1  # test every n epochs (and always after the last one)
     lam: float = 0.0  # λ, weight of the center loss
     gamma: float = 0.0  # γ, weight of the DDA loss
     alpha: float = 0.5  # α, the centers' learning rate
@@ -159,7 +160,8 @@ def train(
         model: returns ``(features (B, D), logits (B, K))``; has ``num_classes``, ``feat_dim``.
         train_loader: yields ``(images, labels)``; its ``set_epoch(e)``, if any, is called
             before epoch ``e`` so that shuffling is reproducible on resume.
-        test_loader: evaluated after every epoch (None to skip).
+        test_loader: evaluated every ``config.eval_every`` epochs and after the last one
+            (None to skip).
         config: the run's hyper-parameters.
         checkpoint: file written after every epoch; if it exists, training resumes from it
             (the configuration must match) and continues exactly where it stopped.
@@ -169,7 +171,13 @@ def train(
     Raises:
         NonFiniteLossError: the loss became NaN or infinite; the message gives the step, the
             loss terms and the last checkpoint, which is left untouched.
+        ValueError: ``config.eval_every`` is not a positive integer, or the checkpoint was
+            written by another configuration.
     """
+    if not isinstance(config.eval_every, int) or config.eval_every < 1:
+        raise ValueError(
+            f"TrainConfig.eval_every must be an integer >= 1, got {config.eval_every!r}"
+        )
     device = pick_device(config.device)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     model.to(device, memory_format=layout)
@@ -298,7 +306,9 @@ def train(
                 "feature_norm": means[5],
                 "seconds": time.perf_counter() - tic,
             }
-            if test_loader is not None:
+            if test_loader is not None and (
+                (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
+            ):
                 result = evaluate(model, test_loader, num_classes, device)
                 record.update({f"test_{k}": v for k, v in result.items()})
             history.append(record)
@@ -342,9 +352,10 @@ def _divergence(config, desc, epoch, step, path, schedule, what: str) -> str:
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:
     """The settings a resumed run must share with its checkpoint: all but ``epochs`` (a run
-    may be extended) and ``max_loss`` (a guard that never changes a finished epoch)."""
+    may be extended), ``max_loss`` (a guard that never changes a finished epoch) and
+    ``eval_every`` (testing never changes training)."""
     saved = asdict(config)
-    del saved["epochs"], saved["max_loss"]
+    del saved["epochs"], saved["max_loss"], saved["eval_every"]
     return saved
 
 

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from ferlib.metrics import accuracy, confusion_matrix, mean_class_accuracy, per_class_accuracy
+from ferlib.metrics import (
+    accuracy,
+    class_means,
+    confusion_matrix,
+    mean_class_accuracy,
+    nearest_mean_predict,
+    per_class_accuracy,
+)
 
 # Class 0: 2 of 3 right; class 1: 1 of 1 right; class 2: 0 of 2 right; class 3 absent.
 LABELS = torch.tensor([0, 0, 0, 1, 2, 2])
@@ -58,3 +65,20 @@ def test_errors() -> None:
         confusion_matrix(PREDS, LABELS, 3)
     with pytest.raises(ValueError, match="normalize"):
         confusion_matrix(PREDS, LABELS, 4, normalize="all")
+
+
+def test_class_means_and_nearest_mean_predict_on_a_hand_made_example():
+    feats = torch.tensor([[0.0, 0.0], [2.0, 0.0], [10.0, 0.0], [10.0, 2.0], [0.5, 5.0]])
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    means = class_means(feats, labels, 3)
+    assert torch.equal(means, torch.tensor([[1.0, 0.0], [10.0, 1.0], [0.5, 5.0]]))
+    # two clusters on one ray, which no bias-free linear classifier can tell apart
+    queries = torch.tensor([[1.2, 0.1], [9.0, 0.9], [0.0, 4.0]])
+    assert nearest_mean_predict(queries, means).tolist() == [0, 1, 2]
+
+
+def test_class_means_names_the_empty_class():
+    with pytest.raises(ValueError, match=r"classes without samples: \[1\]"):
+        class_means(torch.zeros(3, 2), torch.tensor([0, 2, 2]), 3)
+    with pytest.raises(ValueError, match=r"expected features \(N, D\)"):
+        class_means(torch.zeros(3), torch.tensor([0, 1, 2]), 3)

@@ -38,13 +38,17 @@ def test_quick_study_writes_table_and_figures(quick_study, capsys):
         assert 0 <= run["test_acc"] <= 100
         assert len(run["test_per_class_acc"]) == 10
         assert all(math.isfinite(a) for a in run["test_per_class_acc"])
+        assert 0 <= run["ncm_acc"] <= 100 and len(run["ncm_per_class_acc"]) == 10
         assert len(run["history"]) == PROFILES["quick"].epochs
     rows = list(csv.DictReader((out / "table1.csv").open()))
     assert [r["run"] for r in rows] == list(RUNS)
     assert float(rows[0]["paper_acc"]) == PAPER_TABLE1["softmax"]
-    for fig in ("fig2a_distribution.png", "fig2_features.png", "accuracy_vs_gamma.png"):
+    assert [float(r["ncm_acc"]) for r in rows] == [r["ncm_acc"] for r in table["runs"].values()]
+    figures = ["fig2a_distribution.png", "fig2_features.png", "accuracy_vs_gamma.png"]
+    for fig in [*figures, "per_class_accuracy.png"]:
         assert (out / fig).stat().st_size > 10_000
-    assert "paper %" in (out / "table1.txt").read_text()
+    text = (out / "table1.txt").read_text()
+    assert "paper %" in text and "NCM %" in text
 
 
 def test_quick_study_resumes_from_its_checkpoints(quick_study, mnist_root):

@@ -207,3 +207,12 @@ def test_warmup_and_step_schedule():
     assert lrs == pytest.approx(
         [0.05 / (2 * steps), 0.05 * 0.5 * (steps + 1) / (2 * steps), 0.0125]
     )
+
+
+def test_eval_every_tests_on_schedule_and_after_the_last_epoch_without_changing_training():
+    every, sparse = run(5, None, eval_every=1)[1], run(5, None, eval_every=2)[1]
+    assert ["test_acc" in h for h in sparse.history] == [False, True, False, True, True]
+    assert sparse.history[-1]["test_acc"] == every.history[-1]["test_acc"]
+    assert [h["train_loss"] for h in sparse.history] == [h["train_loss"] for h in every.history]
+    with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
+        run(1, None, eval_every=0)
