@@ -157,6 +157,18 @@ def _shared_limits(
     return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
 
 
+def _panel_limits(
+    data: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray | None]], percentile: float
+) -> tuple[float, float, float, float]:
+    """Axes limits covering the central `percentile`% of the features, plus all centers."""
+    lo_x, hi_x, lo_y, hi_y = _shared_limits([f for f, _, _ in data], percentile)
+    for _, _, c in data:
+        if c is not None and len(c):
+            lo_x, lo_y = min(lo_x, c[:, 0].min()), min(lo_y, c[:, 1].min())
+            hi_x, hi_y = max(hi_x, c[:, 0].max()), max(hi_y, c[:, 1].max())
+    return float(lo_x), float(hi_x), float(lo_y), float(hi_y)
+
+
 def plot_feature_panels(
     panels: Mapping[str, tuple[ArrayLike, ArrayLike, ArrayLike | None]],
     ncols: int = 3,
@@ -165,24 +177,21 @@ def plot_feature_panels(
     max_points: int = 5000,
     percentile: float = 99.0,
     panel_size: float = 4.0,
+    share_limits: bool = True,
 ) -> Figure:
     """Several 2-D feature scatters with the SAME axes limits and one shared legend.
 
     `panels` maps a panel title to `(features (N, 2), labels (N,), centers (K, 2) | None)`.
     The shared limits cover the central `percentile`% of all features (so one outlier
-    does not squash every panel) plus all centers.
+    does not squash every panel) plus all centers. `share_limits=False` zooms each panel
+    onto its own features instead: shapes become visible, sizes are no longer comparable.
     """
     if not panels:
         raise ValueError("plot_feature_panels: panels is empty, expected at least one panel")
     data = {
         name: (_np(f), _np(y), None if c is None else _np(c)) for name, (f, y, c) in panels.items()
     }
-    lo_x, hi_x, lo_y, hi_y = _shared_limits([f for f, _, _ in data.values()], percentile)
-    for _, _, c in data.values():
-        if c is not None and len(c):
-            lo_x, lo_y = min(lo_x, c[:, 0].min()), min(lo_y, c[:, 1].min())
-            hi_x, hi_y = max(hi_x, c[:, 0].max()), max(hi_y, c[:, 1].max())
-    lim = (float(lo_x), float(hi_x), float(lo_y), float(hi_y))
+    shared = _panel_limits(list(data.values()), percentile)
 
     ncols = min(ncols, len(data))
     nrows = math.ceil(len(data) / ncols)
@@ -198,7 +207,7 @@ def plot_feature_panels(
             ax=ax,
             title=name,
             class_names=class_names,
-            lim=lim,
+            lim=shared if share_limits else _panel_limits([(f, y, c)], percentile),
             max_points=max_points,
             legend=False,
         )
@@ -312,7 +321,7 @@ def plot_per_class_accuracy(
     ax.set_title(title)
     ax.set_xlabel("Class")
     ax.set_ylabel("Accuracy (%)")
-    ax.legend(ncol=min(len(values), 3), fontsize="small")
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
     return ax
 
 

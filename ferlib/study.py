@@ -307,6 +307,13 @@ def write_results(
         )
         fig.savefig(out / "fig2_features.png", dpi=110, bbox_inches="tight")
         plt.close(fig)
+        fig = plot_feature_panels(
+            {titles[n]: p for n, p in panels.items()},
+            title="The same features, each panel zoomed onto its own range",
+            share_limits=False,
+        )
+        fig.savefig(out / "fig2_features_zoom.png", dpi=110, bbox_inches="tight")
+        plt.close(fig)
     ok = {n: r for n, r in table["runs"].items() if r["status"] == "ok"}
     if ok:
         fig, axes = plt.subplots(2, 1, figsize=(11, 7), sharex=True)

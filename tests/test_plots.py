@@ -88,6 +88,11 @@ def test_feature_panels_share_limits() -> None:
     assert all(ax.get_legend() is None for ax in axes)
     assert len(fig.legends) == 1 and len(fig.legends[0].get_texts()) == 10
     assert fig.get_suptitle() == "Features"
+    zoomed = plot_feature_panels(panels, ncols=3, share_limits=False)
+    zoomed_axes = [ax for ax in zoomed.axes if ax.get_visible()]
+    widths = [ax.get_xlim()[1] - ax.get_xlim()[0] for ax in zoomed_axes]
+    assert widths[2] == pytest.approx(widths[0] / 2, rel=0.05)  # the half-scale panel
+    assert widths[1] > 2 * widths[0]  # the 3x panel
 
 
 def test_confusion_matrix_plot() -> None:

@@ -45,7 +45,7 @@ def test_quick_study_writes_table_and_figures(quick_study, capsys):
     assert float(rows[0]["paper_acc"]) == PAPER_TABLE1["softmax"]
     assert [float(r["ncm_acc"]) for r in rows] == [r["ncm_acc"] for r in table["runs"].values()]
     figures = ["fig2a_distribution.png", "fig2_features.png", "accuracy_vs_gamma.png"]
-    for fig in [*figures, "per_class_accuracy.png"]:
+    for fig in [*figures, "fig2_features_zoom.png", "per_class_accuracy.png"]:
         assert (out / fig).stat().st_size > 10_000
     text = (out / "table1.txt").read_text()
     assert "paper %" in text and "NCM %" in text
