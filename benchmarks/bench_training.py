@@ -23,7 +23,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from ferlib.data import TensorLoader
+from ferlib.data import WMNIST_COUNTS, TensorLoader
 from ferlib.models import LeNetsPP
 from ferlib.training import TrainConfig, train
 
@@ -146,7 +146,8 @@ def main() -> None:
         repeats,
     )
 
-    epoch_loader = batches(max(n_batches, 57))  # 57 batches of 128 = one W-MNIST epoch
+    wmnist_batches = -(-sum(WMNIST_COUNTS.values()) // 128)  # one W-MNIST epoch, batch 128
+    epoch_loader = batches(max(n_batches, wmnist_batches))
     seconds = ferlib_epoch(epoch_loader, lam=0.01, gamma=1.0)()
     rate = len(epoch_loader) * 128 / seconds
     print(f"(c) one W-MNIST-sized epoch through ferlib (center + DDA): {rate:.0f} images/s")
