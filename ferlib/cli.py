@@ -70,11 +70,9 @@ def _study(args: argparse.Namespace) -> int:
         checkpoints=args.checkpoints,
         progress=not args.no_progress,
     )
-    prof = PROFILES[args.profile]
-    minority = [k for k, n in prof.counts if n < max(n for _, n in prof.counts)]
     print(f"\nW-MNIST study, profile {args.profile!r}, scaling {args.scaling!r}, seed {args.seed}")
     print(f"wall time {table['wall_seconds']:.0f} s on {table['machine']['processor']}\n")
-    print(format_table(table, minority))
+    print(format_table(table, PROFILES[args.profile].minority))
     diverged = [n for n, r in table["runs"].items() if r["status"] != "ok"]
     for name in diverged:
         print(f"\n{name} diverged: {table['runs'][name]['error']}", file=sys.stderr)

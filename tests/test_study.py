@@ -132,3 +132,4 @@ def test_profiles_are_consistent():
     assert PROFILES["paper"].epochs == 100 and PROFILES["paper"].lr == 0.001
     assert PROFILES["paper"].lr_decay == pytest.approx(1 / 1.25) and PROFILES["paper"].lr_step == 20
     assert dict(PROFILES["cpu"].counts) == WMNIST_COUNTS == dict(PROFILES["paper"].counts)
+    assert all(p.minority == [2, 5, 8] for p in PROFILES.values())
