@@ -10,4 +10,4 @@ environment check) and ``checks`` (exercise helpers).
 from ferlib.losses import CenterDDALoss, LossParts, center_loss, dda_loss, squared_distances
 
 __all__ = ["CenterDDALoss", "LossParts", "center_loss", "dda_loss", "squared_distances"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

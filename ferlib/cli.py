@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     study.add_argument("--runs", nargs="+", choices=list(RUNS), default=None)
     study.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
 
+    stab = sub.add_parser("stability", help="which recipes train DDA (scaling, lr, clip, init)")
+    _common(stab)
+    stab.add_argument("--out", type=Path, default=Path("results/stability"))
+    stab.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
+
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
     one.add_argument("--lam", type=float, default=0.01, help="λ (0 with γ = 0: softmax only)")
@@ -54,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "study":
         return _study(args)
+    if args.command == "stability":
+        return _stability(args)
     return _train(args)
 
 
@@ -78,6 +85,24 @@ def _study(args: argparse.Namespace) -> int:
         print(f"\n{name} diverged: {table['runs'][name]['error']}", file=sys.stderr)
     print(f"\nresults written to {args.out}/")
     return 1 if diverged else 0
+
+
+def _stability(args: argparse.Namespace) -> int:
+    from ferlib.study import format_stability, run_stability
+
+    table = run_stability(
+        args.profile,
+        args.out,
+        root=args.data_root,
+        seed=args.seed,
+        checkpoints=args.checkpoints,
+        progress=not args.no_progress,
+    )
+    print(f"\nstability, profile {args.profile!r}, seed {args.seed}")
+    print(f"wall time {table['wall_seconds']:.0f} s on {table['machine']['processor']}\n")
+    print(format_stability(table, PROFILES[args.profile].minority))
+    print(f"\nresults written to {args.out}/")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:

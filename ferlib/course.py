@@ -1,7 +1,9 @@
-"""Course plumbing: the repository URL, the speed switch, the environment report.
+"""Course plumbing: the repository and release, the speed switch, the environment report.
 
-Every notebook starts the same way: on Colab it installs ferlib from :data:`REPO_URL`,
-then it reads the speed switch with :func:`profile`::
+Every notebook starts the same way: on Colab it clones the course at the release
+:data:`COURSE_REF` of :data:`REPO_URL` into :data:`COLAB_DIR` (code, notebooks and the
+committed ``results/``), installs it, and works from its ``notebooks/`` folder; then it
+reads the speed switch with :func:`profile`::
 
     PROFILE = ferlib.course.profile()   # "quick" (CI, CPU) or "full" (the real experiment)
 
@@ -24,6 +26,8 @@ from typing import Any
 import torch
 
 __all__ = [
+    "COLAB_DIR",
+    "COURSE_REF",
     "PROFILES",
     "PROFILE_ENV",
     "RAFDB_LABELS",
@@ -39,6 +43,14 @@ __all__ = [
 # their Colab cell (a notebook must install ferlib before it can import it);
 # tests/test_course.py checks that they match.
 REPO_URL = "https://github.com/ferlib-course/ferlib"
+
+# The release the Colab bootstrap clones and the Colab badges open: a git tag, never the
+# moving default branch, so that a notebook, the library it imports and the results it
+# discusses are one revision. It is "v" + the package version; releasing means bumping the
+# version in pyproject.toml and ferlib/__init__.py, this line and the notebooks' first
+# cells and badges (tests/test_course.py checks they agree), then tagging that commit.
+COURSE_REF = "v0.2.0"
+COLAB_DIR = "/content/ferlib"  # where the bootstrap clones the course on Colab
 
 PROFILE_ENV = "FERLIB_PROFILE"
 PROFILES: tuple[str, ...] = ("quick", "full")

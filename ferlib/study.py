@@ -18,7 +18,8 @@ import csv
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,12 @@ RUNS: dict[str, tuple[float, float]] = {
 
 @dataclass(frozen=True)
 class StudyProfile:
-    """How long and on how much data the study trains."""
+    """How long and on how much data the study trains.
+
+    ``counts`` (training images per digit) may be given as a mapping ``{digit: count}``
+    or as ``(digit, count)`` pairs; it is stored as sorted pairs, so a profile is
+    hashable and cannot be changed behind the study's back.
+    """
 
     name: str
     epochs: int
@@ -77,9 +83,27 @@ class StudyProfile:
     batch_size: int = 128
     grad_clip: float | None = None
     max_loss: float | None = None  # a batch loss above this counts as divergence
-    counts: tuple[tuple[int, int], ...] = tuple(sorted(WMNIST_COUNTS.items()))
+    counts: Mapping[int, int] | tuple[tuple[int, int], ...] = tuple(WMNIST_COUNTS.items())
     test_subset: int | None = None  # evaluate on the first n test images (quick profile)
     eval_every: int = 1  # test every n epochs (and after the last); testing costs CPU time
+
+    def __post_init__(self) -> None:
+        counts = self.counts
+        if isinstance(counts, Mapping):
+            counts = counts.items()
+        try:
+            pairs = tuple(sorted((int(k), int(n)) for k, n in counts))
+        except (TypeError, ValueError) as err:
+            raise TypeError(
+                "StudyProfile.counts: expected a mapping {digit: count} or (digit, count) "
+                f"pairs, got {self.counts!r:.80}"
+            ) from err
+        if any(not 0 <= k <= 9 or n < 0 for k, n in pairs) or sum(n for _, n in pairs) < 1:
+            raise ValueError(
+                "StudyProfile.counts: expected digits in 0..9 with counts >= 0, at least one "
+                f"image in all, got {dict(pairs)}"
+            )
+        object.__setattr__(self, "counts", pairs)
 
     @property
     def minority(self) -> list[int]:
@@ -100,14 +124,18 @@ PROFILES: dict[str, StudyProfile] = {
         max_loss=1000.0,
         eval_every=5,
     ),
+    # a tenth of W-MNIST, 3 epochs of 29 small batches: tens of seconds on a CPU, and enough
+    # steps to leave chance behind (about 30-40% on the 500 test images), so that tests can
+    # check that the pipeline learns
     "quick": StudyProfile(
         "quick",
-        epochs=1,
+        epochs=3,
         lr=0.01,
-        lr_step=1,
+        lr_step=3,
         lr_decay=1.0,
+        batch_size=16,
         grad_clip=10.0,
-        counts=tuple((k, n // 10) for k, n in sorted(WMNIST_COUNTS.items())),
+        counts={k: n // 10 for k, n in WMNIST_COUNTS.items()},
         test_subset=500,
     ),
 }
@@ -221,7 +249,8 @@ def run_study(
     wall = time.perf_counter() - tic
 
     table = {
-        "profile": asdict(replace(prof, counts=())) | {"counts": dict(prof.counts)},
+        "profile": {f.name: getattr(prof, f.name) for f in fields(prof)}
+        | {"counts": dict(prof.counts)},
         "scaling": scaling,
         "seed": seed,
         "wmnist_seed": WMNIST_SEED,
@@ -348,3 +377,148 @@ def write_results(
         )
         ax.figure.savefig(out / "accuracy_vs_gamma.png", dpi=110, bbox_inches="tight")
         plt.close(ax.figure)
+
+
+# ----------------------------------------------------------------------------- stability
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training recipe of the stability experiment: what changes against the study's."""
+
+    name: str
+    gamma: float
+    scaling: Scaling
+    lr: float
+    grad_clip: float | None
+    init: str = "xavier"
+    lam: float = 0.01
+
+
+#: Which of scaling, learning rate, gradient clipping and initialisation decide whether a
+#: DDA run trains. Every variant uses the profile's schedule (epochs, lr decay, batch, data).
+#: The committed study's own two recipes (lr 0.01, clipping at 10, xavier init, either
+#: scaling) are in results/wmnist*/ and are not repeated here.
+STABILITY_VARIANTS: tuple[Variant, ...] = (
+    Variant("paper recipe, γ=7", 7.0, "paper", 0.001, None),
+    Variant("softmax, lr 0.001", 0.0, "paper", 0.001, None, lam=0.0),
+    Variant("published, lr 0.001, γ=7", 7.0, "published", 0.001, None),
+    Variant("published, no clipping, γ=7", 7.0, "published", 0.01, None),
+    Variant("paper, no clipping, γ=7", 7.0, "paper", 0.01, None),
+    Variant("published, default init, γ=7", 7.0, "published", 0.01, 10.0, init="default"),
+    Variant("paper recipe, γ=1", 1.0, "paper", 0.001, None),
+)
+
+
+def run_stability(
+    profile: str | StudyProfile = "cpu",
+    out_dir: str | Path = "results/stability",
+    *,
+    root: str | Path | None = None,
+    seed: int = 0,
+    variants: tuple[Variant, ...] = STABILITY_VARIANTS,
+    checkpoints: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train each :class:`Variant` on the profile's W-MNIST and schedule; record whether it
+    trains, where it diverges, its accuracy and its feature norm per epoch.
+
+    Writes ``stability.json``, ``stability.txt`` and ``stability.png`` (feature norm and
+    softmax loss per epoch, divergences marked) to ``out_dir`` and returns the table.
+    """
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    out = Path(out_dir)
+    ckpt_dir = Path(checkpoints) if checkpoints is not None else out / "checkpoints"
+    (x_train, y_train), (x_test, y_test) = load_study_data(prof, root)
+    train_loader = TensorLoader(x_train, y_train, prof.batch_size, shuffle=True, seed=seed)
+    test_loader = TensorLoader(x_test, y_test, 1000)
+    tic = time.perf_counter()
+    rows: dict[str, Any] = {}
+    for i, v in enumerate(variants):
+        config = replace(
+            run_config(prof, v.lam, v.gamma, v.scaling, seed), lr=v.lr, grad_clip=v.grad_clip
+        )
+        seed_everything(seed)
+        model = LeNetsPP(init=v.init)
+        row: dict[str, Any] = asdict(v) | {"epochs": prof.epochs}
+        run_tic = time.perf_counter()
+        try:
+            result = train(
+                model,
+                train_loader,
+                test_loader,
+                config,
+                checkpoint=ckpt_dir / f"variant-{i}.pt",
+                progress=progress,
+                desc=v.name,
+            )
+        except NonFiniteLossError as err:
+            row |= {"status": "diverged", "epoch": err.epoch, "step": err.step}
+            row |= {"error": str(err), "history": err.history}
+        else:
+            last = result.history[-1]
+            row |= {"status": "ok", "test_acc": round(last["test_acc"], 2)}
+            row |= {"test_per_class_acc": [round(a, 2) for a in last["test_per_class_acc"]]}
+            row |= {"history": result.history}
+        row["seconds"] = round(time.perf_counter() - run_tic, 1)
+        rows[v.name] = row
+    table = {
+        "profile": prof.name,
+        "seed": seed,
+        "wall_seconds": round(time.perf_counter() - tic, 1),
+        "machine": machine_description(),
+        "variants": rows,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "stability.json").write_text(json.dumps(table, indent=1) + "\n")
+    (out / "stability.txt").write_text(format_stability(table, prof.minority) + "\n")
+    fig = plot_stability(table)
+    fig.savefig(out / "stability.png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return table
+
+
+def format_stability(table: dict[str, Any], minority: list[int] | None = None) -> str:
+    """The stability table as text: recipe, outcome, test accuracy (overall, minority)."""
+    minority = minority or []
+    digits = "".join(f" {'d' + str(k):>5}" for k in minority)
+    head = (
+        f"{'variant':<30} {'scaling':>9} {'lr':>6} {'clip':>5} {'init':>7} "
+        f"{'outcome':>22} {'test %':>7}{digits} {'|x| last':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for name, r in table["variants"].items():
+        clip = "-" if r["grad_clip"] is None else f"{r['grad_clip']:g}"
+        row = f"{name:<30} {r['scaling']:>9} {r['lr']:>6g} {clip:>5} {r['init']:>7} "
+        norm = r["history"][-1]["feature_norm"] if r["history"] else float("nan")
+        if r["status"] == "ok":
+            row += f"{'trained ' + str(r['epochs']) + ' epochs':>22} {r['test_acc']:>7.2f}"
+            row += "".join(f" {r['test_per_class_acc'][k]:>5.1f}" for k in minority)
+        else:
+            row += f"{'diverged ep ' + str(r['epoch']) + ' step ' + str(r['step']):>22} "
+            row += f"{'-':>7}" + "".join(f" {'-':>5}" for _ in minority)
+        lines.append(row + f" {norm:>9.1f}")
+    return "\n".join(lines)
+
+
+def plot_stability(table: dict[str, Any]) -> plt.Figure:
+    """Mean feature norm and softmax loss per epoch for each variant; × marks a divergence."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    for j, (name, r) in enumerate(table["variants"].items()):
+        epochs = [h["epoch"] for h in r["history"]]
+        for ax, key in zip(axes, ("feature_norm", "train_softmax"), strict=True):
+            values = [h[key] for h in r["history"]]
+            ax.plot(epochs, values, "-o", ms=3, color=f"C{j}", label=name)
+            if r["status"] != "ok" and epochs:
+                ax.plot(epochs[-1], values[-1], "x", ms=12, mew=3, color=f"C{j}")
+    axes[0].set_yscale("log")
+    axes[0].set_title("Mean 2-D feature norm |x| per epoch")
+    axes[0].set_ylabel("mean |x| (log scale)")
+    axes[1].set_title("Softmax loss L_S per epoch")
+    axes[1].set_ylabel("mean L_S over the epoch")
+    for ax in axes:
+        ax.set_xlabel("epoch (× = last completed epoch before divergence)")
+    axes[1].legend(fontsize="small", loc="upper right")
+    fig.suptitle(f"Which recipes train? W-MNIST, {table['profile']} schedule, seed {table['seed']}")
+    fig.tight_layout()
+    return fig

@@ -8,15 +8,19 @@ expose ``num_classes`` and ``feat_dim``. Network weights follow SGD with momentu
 weight decay; the class centers follow their own step (Eq. 9-10), never the optimiser.
 
 Everything needed to continue a run exactly is checkpointed after every epoch (model,
-optimiser, schedule, centers, gradient scaler, RNG state, history), written atomically
-and read back with ``weights_only=True``.
+optimiser, schedule, centers, gradient scaler, RNG state, history), together with the
+configuration and a fingerprint of the training data, written atomically and read back
+with ``weights_only=True``. A checkpoint only resumes the same configuration on the same
+data.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,14 +35,35 @@ from ferlib.metrics import accuracy, mean_class_accuracy, per_class_accuracy
 
 
 class BatchLoader(Protocol):
-    """What the loop needs from a loader: batches of (images, labels) and ``set_epoch``."""
+    """What the loop needs from a loader: batches of (images, labels), a length, and
+    optionally ``set_epoch(e)`` and a ``fingerprint`` of its data (see
+    :func:`data_fingerprint`)."""
 
     def __iter__(self): ...
     def __len__(self) -> int: ...
 
 
+def data_fingerprint(loader: BatchLoader) -> str | None:
+    """The identity of a loader's data: ``loader.fingerprint``, else the fingerprint of
+    ``loader.dataset`` (a ``torch.utils.data.DataLoader`` over a ferlib dataset), else None."""
+    for source in (loader, getattr(loader, "dataset", None)):
+        value = getattr(source, "fingerprint", None)
+        if value is not None:
+            return str(value)
+    return None
+
+
 class NonFiniteLossError(RuntimeError):
-    """Training produced a NaN or infinite loss; the run stopped before using it."""
+    """Training produced a NaN, infinite or runaway loss; the run stopped before using it.
+
+    ``epoch`` and ``step`` (1-based) say where; ``history`` holds the completed epochs.
+    """
+
+    def __init__(
+        self, message: str, epoch: int = 0, step: int = 0, history: list | None = None
+    ) -> None:
+        super().__init__(message)
+        self.epoch, self.step, self.history = epoch, step, list(history or [])
 
 
 @dataclass
@@ -138,10 +163,28 @@ def _lr_factor(config: TrainConfig, steps_per_epoch: int):
 
 
 def _save_atomic(state: dict[str, Any], path: Path) -> None:
+    """Write ``state`` to ``path`` so that an interrupted save leaves the old file intact."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # an interrupted save never leaves a half-written checkpoint
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)  # atomic on POSIX and Windows: old file or new, never half
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: tensors and plain data only, never
+    arbitrary pickled code."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
+        raise ValueError(
+            f"checkpoint {path} cannot be read as a ferlib checkpoint (tensors and plain data, "
+            f"loaded with weights_only=True): {type(err).__name__}: {str(err)[:300]}. "
+            "Delete it or pass another checkpoint path; never load a checkpoint you do not "
+            "trust with weights_only=False."
+        ) from err
 
 
 def train(
@@ -172,7 +215,8 @@ def train(
         NonFiniteLossError: the loss became NaN or infinite; the message gives the step, the
             loss terms and the last checkpoint, which is left untouched.
         ValueError: ``config.eval_every`` is not a positive integer, or the checkpoint was
-            written by another configuration.
+            written by another configuration or on other training data (its fingerprint,
+            :func:`data_fingerprint`, differs), or it is not a ferlib checkpoint.
     """
     if not isinstance(config.eval_every, int) or config.eval_every < 1:
         raise ValueError(
@@ -198,13 +242,28 @@ def train(
     history: list[dict[str, Any]] = []
     start_epoch = 0
     path = Path(checkpoint) if checkpoint is not None else None
+    data_id = data_fingerprint(train_loader)
+    if path is not None and data_id is None:
+        warnings.warn(
+            f"train(): the training loader ({type(train_loader).__name__}) has no "
+            "`fingerprint`, so a resume from the checkpoint cannot check that it is the same "
+            "data; give the loader (or its dataset) a `fingerprint` attribute",
+            stacklevel=2,
+        )
     if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = _load_checkpoint(path, device)
         if not _same_config(state["config"], _comparable(config)):
             raise ValueError(
                 f"checkpoint {path} was written by a different configuration:\n"
                 f"  saved: {state['config']}\n  now:   {_comparable(config)}\n"
                 "delete it or pass another checkpoint path"
+            )
+        if state.get("data") != data_id:
+            raise ValueError(
+                f"checkpoint {path} was trained on different data: its training set has "
+                f"fingerprint {state.get('data')!r}, this loader's is {data_id!r} (another "
+                "subset, other counts, another order or other preprocessing). Resuming would "
+                "mix two runs; delete the checkpoint or pass another checkpoint path"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -243,7 +302,10 @@ def train(
                     features, logits = model(x)
                 if not (torch.isfinite(features).all() and torch.isfinite(logits).all()):
                     raise NonFiniteLossError(
-                        _divergence(config, desc, epoch, step, path, schedule, "features")
+                        _divergence(config, desc, epoch, step, path, schedule, "features"),
+                        epoch + 1,
+                        step + 1,
+                        history,
                     )
                 loss_s = F.cross_entropy(logits.float(), y)
                 if head is not None:
@@ -260,7 +322,10 @@ def train(
                         f"L_DDA={ldda.item():.4g})"
                     )
                     raise NonFiniteLossError(
-                        _divergence(config, desc, epoch, step, path, schedule, terms)
+                        _divergence(config, desc, epoch, step, path, schedule, terms),
+                        epoch + 1,
+                        step + 1,
+                        history,
                     )
                 # line 3: gradients of the network parameters
                 optimizer.zero_grad(set_to_none=True)
@@ -319,6 +384,7 @@ def train(
             if path is not None:
                 state = {
                     "config": _comparable(config),
+                    "data": data_id,
                     "epoch": epoch,
                     "history": history,
                     "model": model.state_dict(),

@@ -37,7 +37,7 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 COLAB_PREFIX = (
     course.REPO_URL.replace("https://github.com/", "https://colab.research.google.com/github/")
-    + "/blob/main/notebooks/"
+    + f"/blob/{course.COURSE_REF}/notebooks/"
 )
 
 
@@ -52,6 +52,12 @@ def test_repo_url_is_written_once_in_the_library():
     slug = course.REPO_URL.removeprefix("https://github.com/")
     holders = [p.name for p in (ROOT / "ferlib").glob("*.py") if slug in p.read_text()]
     assert holders == ["course.py"]
+
+
+def test_course_ref_is_the_release_tag_of_this_version():
+    assert course.COURSE_REF == f"v{ferlib.__version__}"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(rf'^version = "{re.escape(ferlib.__version__)}"$', pyproject, re.M)
 
 
 @pytest.mark.parametrize(
@@ -282,13 +288,25 @@ def test_every_colab_link_points_at_an_existing_notebook(path):
         assert (NOTEBOOK_DIR / link.removeprefix(COLAB_PREFIX)).is_file(), f"dangling {link}"
 
 
+BOOTSTRAP_CONSTANTS = re.compile(r'^    REPO, REF, HOME = "([^"]+)", "([^"]+)", "([^"]+)"$', re.M)
+
+
 @notebook
 def test_first_code_cell_bootstraps_colab_and_reads_the_profile(path):
     first = _src(_code_cells(_load(path))[0])
     assert '"google.colab" in sys.modules' in first
-    assert f"git+{course.REPO_URL}" in first, f"{path.name}: install from {course.REPO_URL}"
+    found = BOOTSTRAP_CONSTANTS.findall(first)
+    assert found == [(course.REPO_URL, course.COURSE_REF, course.COLAB_DIR)], (
+        f"{path.name}: the bootstrap must clone ferlib.course.REPO_URL at COURSE_REF into "
+        f"COLAB_DIR, found {found}"
+    )
     assert re.search(r"pip.*install", first)
     assert re.search(r"^PROFILE = ferlib\.course\.profile\(\)", first, re.M)
+
+
+def test_every_notebook_has_the_same_bootstrap():
+    firsts = {_src(_code_cells(_load(p))[0]) for p in NOTEBOOKS}
+    assert len(firsts) == 1, "the notebooks' first code cells differ: keep one bootstrap"
 
 
 @notebook

@@ -106,16 +106,24 @@ def test_dda_gradients_match_closed_forms():
 
 
 def test_paper_eq8_and_eq10_are_wrong():
-    """The printed gradients differ from the true ones: the tests above use the true ones."""
+    """ferlib's gradients are not the printed ones: the feature gradient (autograd through
+    dda_loss) and the DDA part of the center step (center_delta minus Wen's term) both
+    differ from the printed Eq. 8 and Eq. 10 by far more than rounding."""
     x, y, c = batch(7)
     m = x.shape[0]
     p = torch.softmax(-squared_distances(x, c), dim=1)
     w = F.one_hot(y, K).to(x.dtype) - p
     eq8 = (w[torch.arange(m), y][:, None] * (x - c[y])) / m  # keeps only k = y_i
     eq10 = (w.T @ (c[y] - x)) / m  # (c_{y_i} - x_i) instead of (c_k - x_i)
-    gx, gc = closed_form_grads(x, y, c)
+    xx = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(dda_loss(xx, y, c), xx)
+    mod = make_module(gamma=1.0, centers=c)
+    gc = mod.center_delta(x, y) - wen_delta_by_loop(x, y, c)
     assert (eq8 - gx).abs().max() > 1e-2
     assert (eq10 - gc).abs().max() > 1e-2
+    fx, fc = closed_form_grads(x, y, c)  # while ferlib's match the derivation
+    assert torch.allclose(gx, fx, rtol=1e-10, atol=1e-12)
+    assert torch.allclose(gc, fc, rtol=1e-10, atol=1e-12)
 
 
 def test_translation_invariance():
@@ -348,6 +356,17 @@ def test_state_dict_round_trip():
             "centers",
         ),
         (lambda x, y, c: (x[:0], y[:0], c), ValueError, "empty"),
+        (lambda x, y, c: (x, y > 2, c), TypeError, "integer"),  # boolean labels
+        (
+            lambda x, y, c: (x.index_fill(0, torch.tensor([0]), float("-inf")), y, c),
+            ValueError,
+            "features contain NaN or Inf",
+        ),
+        (
+            lambda x, y, c: (x, y, c.index_fill(0, torch.tensor([4]), float("nan"))),
+            ValueError,
+            "centers contain NaN or Inf",
+        ),
     ],
 )
 def test_bad_inputs_raise_clear_errors(make, error, words):
@@ -379,28 +398,42 @@ def test_bad_options_raise():
 
 DIST_LABELS = torch.tensor([0, 1, 2, 0, 3, 4, 1, 4, 2, 2, 0, 4])  # class 4 only in rank 1's shard
 DIST_SHARDS = (slice(0, 5), slice(5, M))  # unequal shards
+DIST_STEPS = 3  # several steps: the centers each step starts from depend on every earlier one
 
 
-def _gloo_entry(rank: int, world: int, init_file: str, out_dir: str) -> None:
+def _dist_batches():
+    """The global batches of the distributed test: other features, permuted labels."""
+    for step in range(DIST_STEPS):
+        x, _, _ = batch(25 + step)
+        perm = torch.randperm(M, generator=torch.Generator().manual_seed(step))
+        yield x, DIST_LABELS[perm] if step else DIST_LABELS
+
+
+def _gloo_entry(rank: int, world: int, init_file: str, out_dir: str, scaling: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        x, _, _ = batch(25)
         torch.manual_seed(100 + rank)  # different init per rank: the module must broadcast
-        mod = CenterDDALoss(K, D, gamma=1.0, alpha=0.5).double()
+        mod = CenterDDALoss(K, D, gamma=1.0, alpha=0.5, scaling=scaling).double()
         shard = DIST_SHARDS[rank]
-        mod.center_step(x[shard], DIST_LABELS[shard])
+        for x, y in _dist_batches():
+            mod.center_step(x[shard], y[shard])
         torch.save(mod.centers, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
 
-def test_two_process_gloo_step_equals_single_process():
-    x, _, _ = batch(25)
+@pytest.mark.parametrize("scaling", ["paper", "published"])
+def test_two_process_gloo_steps_equal_single_process(scaling):
+    """Under torch.distributed with unequal shards, every rank ends with the centers that one
+    process gets from the global batches, for both DDA scalings (the published one divides
+    by the square of the *global* batch size)."""
     torch.manual_seed(100)  # rank 0's init, which the broadcast hands to every rank
-    single = CenterDDALoss(K, D, gamma=1.0, alpha=0.5).double()
-    single.center_step(x, DIST_LABELS)
+    single = CenterDDALoss(K, D, gamma=1.0, alpha=0.5, scaling=scaling).double()
+    for x, y in _dist_batches():
+        single.center_step(x, y)
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(_gloo_entry, args=(2, os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
+        args = (2, os.path.join(tmp, "init"), tmp, scaling)
+        mp.spawn(_gloo_entry, args=args, nprocs=2, join=True)
         rank0 = torch.load(os.path.join(tmp, "rank0.pt"), weights_only=True)
         rank1 = torch.load(os.path.join(tmp, "rank1.pt"), weights_only=True)
     assert torch.equal(rank0, rank1)

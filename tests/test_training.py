@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from ferlib.data import TensorLoader
+from ferlib.losses import CenterDDALoss
 from ferlib.training import NonFiniteLossError, TrainConfig, predict, seed_everything, train
 
 K = 3
@@ -15,10 +16,12 @@ K = 3
 class TinyNet(nn.Module):
     """A small stand-in for LeNets++: (B, 1, 4, 4) images -> 2-D features -> K logits."""
 
-    def __init__(self, num_classes: int = K, feat_dim: int = 2) -> None:
+    def __init__(self, num_classes: int = K, feat_dim: int = 2, dropout: float = 0.0) -> None:
         super().__init__()
         self.num_classes, self.feat_dim = num_classes, feat_dim
-        self.features = nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.PReLU(), nn.Linear(32, 2))
+        self.features = nn.Sequential(
+            nn.Flatten(), nn.Linear(16, 32), nn.PReLU(), nn.Dropout(dropout), nn.Linear(32, 2)
+        )
         self.classifier = nn.Linear(feat_dim, num_classes, bias=False)
         self.poison_at: int | None = None  # training step at which features turn NaN
         self.calls = 0
@@ -85,15 +88,17 @@ def test_centers_follow_the_features():
     assert (result.centers.centers - means).norm(dim=1).max() < spread
 
 
-def run(epochs: int, checkpoint, **kw):
-    seed_everything(0)
-    model = TinyNet()
+def run(epochs: int, checkpoint, seed: int = 0, dropout: float = 0.0, loss=None, **kw):
+    """Train TinyNet (built after ``seed_everything(seed)``) with center + DDA loss by
+    default; ``loss=dict(lam=..., gamma=...)`` picks another loss."""
+    seed_everything(seed)
+    model = TinyNet(dropout=dropout)
     train_loader, test_loader = loaders()
     result = train(
         model,
         train_loader,
         test_loader,
-        config(epochs=epochs, lam=0.01, gamma=1.0, **kw),
+        config(epochs=epochs, **(loss or dict(lam=0.01, gamma=1.0)), **kw),
         checkpoint=checkpoint,
         progress=False,
     )
@@ -104,18 +109,95 @@ def strip_time(history):
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
 
-def test_resume_is_bit_identical(tmp_path):
-    straight_model, straight = run(4, tmp_path / "straight.pt")
-    run(2, tmp_path / "resumed.pt")  # "interrupted" after two epochs
-    resumed_model, resumed = run(4, tmp_path / "resumed.pt")  # a new process would do this
+@pytest.mark.parametrize(
+    "loss", [dict(lam=0.01, gamma=1.0), dict(lam=0.0, gamma=0.0)], ids=["dda", "softmax"]
+)
+def test_resume_is_bit_identical(tmp_path, loss):
+    """Interrupted after two epochs and resumed in a "new process" (another seed, so that a
+    run that ignored the checkpoint and restarted would differ), the run ends bit-identical
+    to an uninterrupted one. Dropout draws random numbers every step, so the saved RNG state
+    must be restored too."""
+    straight_model, straight = run(4, tmp_path / "straight.pt", dropout=0.1, loss=loss)
+    run(2, tmp_path / "resumed.pt", dropout=0.1, loss=loss)  # "interrupted" after two epochs
+    resumed_model, resumed = run(4, tmp_path / "resumed.pt", seed=123, dropout=0.1, loss=loss)
+    assert resumed_model.calls == 2 * len(loaders()[0]), "the resumed run must train 2 epochs"
     for (name, a), b in zip(
         straight_model.state_dict().items(), resumed_model.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), name
-    assert torch.equal(straight.centers.centers, resumed.centers.centers)
+    if loss["gamma"]:
+        assert torch.equal(straight.centers.centers, resumed.centers.centers)
+    else:
+        assert straight.centers is None and resumed.centers is None
     assert strip_time(straight.history) == strip_time(resumed.history)
     saved = torch.load(tmp_path / "resumed.pt", weights_only=True)
-    assert saved["epoch"] == 3 and set(saved["centers"]) == {"centers"}
+    assert saved["epoch"] == 3
+    assert set(saved["centers"]) == ({"centers"} if loss["gamma"] else set())
+
+
+def test_resume_reads_the_checkpoint_with_weights_only(tmp_path):
+    """A checkpoint that carries pickled code is refused, and the code never runs."""
+    path = tmp_path / "ckpt.pt"
+    run(1, path)
+    marker = tmp_path / "code-ran"
+    state = torch.load(path, weights_only=True)
+    state["history"] = [Trap(str(marker))]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match="weights_only=True") as info:
+        run(2, path)
+    assert str(path) in str(info.value)
+    assert not marker.exists(), "train() unpickled arbitrary code from a checkpoint"
+
+
+class Trap:
+    """Unpickling this object creates a file: the sign that a loader ran pickled code."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoint_refuses_other_data_and_extends_on_the_same(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    seed_everything(0)
+    x, y = blobs(200, 0)
+    first = TensorLoader(x, y, 32, shuffle=True)
+    train(
+        TinyNet(),
+        first,
+        None,
+        config(epochs=1, lam=0.01, gamma=1.0),
+        checkpoint=path,
+        progress=False,
+    )
+    for other in (
+        TensorLoader(x[:-1], y[:-1], 32, shuffle=True),  # one image fewer
+        TensorLoader(x.flip(0), y.flip(0), 32, shuffle=True),  # another order
+        TensorLoader(x + 1e-3, y, 32, shuffle=True),  # other preprocessing
+        TensorLoader(*blobs(200, 5), 32, shuffle=True),  # another draw
+    ):
+        with pytest.raises(ValueError, match="trained on different data") as info:
+            train(
+                TinyNet(),
+                other,
+                None,
+                config(epochs=2, lam=0.01, gamma=1.0),
+                checkpoint=path,
+                progress=False,
+            )
+        assert str(path) in str(info.value)
+    same = TensorLoader(x.clone(), y.clone(), 32, shuffle=True)  # equal data, new tensors
+    result = train(
+        TinyNet(),
+        same,
+        None,
+        config(epochs=2, lam=0.01, gamma=1.0),
+        checkpoint=path,
+        progress=False,
+    )
+    assert [h["epoch"] for h in result.history] == [1, 2]
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):
@@ -216,3 +298,96 @@ def test_eval_every_tests_on_schedule_and_after_the_last_epoch_without_changing_
     assert [h["train_loss"] for h in sparse.history] == [h["train_loss"] for h in every.history]
     with pytest.raises(ValueError, match="eval_every must be an integer >= 1"):
         run(1, None, eval_every=0)
+
+
+def _one_batch_loader(seed: int = 0) -> TensorLoader:
+    x, y = blobs(40, seed)
+    return TensorLoader(x, y, batch_size=len(y))
+
+
+def _hand_step(loader, lam, gamma, lr, clip=None):
+    """One SGD step of Algorithm 1 written out: L = L_S + λ L_C + γ L_DDA, optional norm
+    clipping, momentum 0.9, no weight decay. Returns the model after the step."""
+    seed_everything(0)
+    model = TinyNet()
+    head = CenterDDALoss(K, 2, lam, gamma) if lam or gamma else None  # same RNG draws
+    x, y = next(iter(loader))
+    features, logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits, y)
+    if head is not None:
+        loss = loss + head(features, y).total
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= lr * p.grad
+    return model
+
+
+@pytest.mark.parametrize(
+    ("lam", "gamma"), [(0.0, 0.0), (0.5, 0.0), (0.5, 3.0)], ids=["softmax", "center", "dda"]
+)
+def test_one_step_follows_the_whole_loss_of_eq_6(lam, gamma):
+    """The network's gradient comes from L_S + λ L_C + γ L_DDA, every term counted (large
+    λ and γ, so that a loop that dropped a term would move the weights elsewhere)."""
+    loader = _one_batch_loader()
+    seed_everything(0)
+    model = TinyNet()
+    cfg = config(epochs=1, lr=0.1, lam=lam, gamma=gamma, weight_decay=0.0)
+    train(model, loader, None, cfg, progress=False)
+    expected = _hand_step(loader, lam, gamma, lr=0.1)
+    for (name, a), b in zip(
+        model.state_dict().items(), expected.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+    if gamma:  # and the DDA term does matter here: without it the step is another one
+        without = _hand_step(loader, lam, 0.0, lr=0.1)
+        assert not torch.allclose(model.features[1].weight, without.features[1].weight)
+
+
+def test_gradient_clipping_bounds_the_step():
+    loader = _one_batch_loader()
+    seed_everything(0)
+    model = TinyNet()
+    before = [p.detach().clone() for p in model.parameters()]
+    cfg = config(epochs=1, lr=1.0, lam=0.5, gamma=3.0, weight_decay=0.0, grad_clip=0.01)
+    train(model, loader, None, cfg, progress=False)
+    step = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
+    assert step.norm().item() == pytest.approx(0.01, rel=1e-4)  # lr * clip: clipped to 0.01
+    expected = _hand_step(loader, 0.5, 3.0, lr=1.0, clip=0.01)
+    for a, b in zip(model.parameters(), expected.parameters(), strict=True):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_an_interrupted_save_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    import ferlib.training as training
+
+    path = tmp_path / "ckpt.pt"
+    run(1, path)
+    before = path.read_bytes()
+
+    def crash(state, file):  # dies half-way through writing, as a killed process would
+        with open(file, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(2, path)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path], "no half-written file is left behind"
+    monkeypatch.undo()
+    _, resumed = run(2, path)  # and the run resumes from it
+    assert [h["epoch"] for h in resumed.history] == [1, 2]
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_predict_restores_the_mode(mode):
+    model = TinyNet(dropout=0.5)
+    model.train(mode == "train")
+    _, test_loader = loaders()
+    a = predict(model, test_loader)[0]
+    b = predict(model, test_loader)[0]
+    assert torch.equal(a, b), "predict must run in eval mode (no dropout)"
+    assert model.training == (mode == "train")
