@@ -11,6 +11,7 @@ from ferlib.data import (
     TensorLoader,
     class_counts,
     default_data_root,
+    fingerprint,
     load_mnist,
     load_wmnist,
     wmnist_indices,
@@ -147,3 +148,27 @@ def test_class_counts() -> None:
     assert class_counts(torch.tensor([0, 2, 2, 4]), 6).tolist() == [1, 0, 2, 0, 1, 0]
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         class_counts(torch.tensor([0, 3]), 3)
+
+
+def test_wmnist_counts_are_read_only() -> None:
+    with pytest.raises(TypeError):
+        WMNIST_COUNTS[2] = 20  # type: ignore[index]
+    assert sum(WMNIST_COUNTS.values()) == 4650
+    harsh = {**WMNIST_COUNTS, 2: 20}  # the way to build other counts
+    assert harsh[2] == 20 and WMNIST_COUNTS[2] == 150
+
+
+def test_fingerprint_tells_data_apart() -> None:
+    images, labels = torch.randn(500, 1, 4, 4), torch.arange(500) % 7
+    base = fingerprint(images, labels)
+    assert base == fingerprint(images.clone(), labels.clone())  # same data, other tensors
+    assert len(base) == 16 and int(base, 16) >= 0
+    variants = {
+        "fewer images": fingerprint(images[:-1], labels[:-1]),
+        "another order": fingerprint(images.flip(0), labels.flip(0)),
+        "one label": fingerprint(images, torch.where(labels == 3, 4, labels)),
+        "preprocessing": fingerprint(images * 1.001, labels),
+        "dtype": fingerprint(images.double(), labels),
+    }
+    assert base not in variants.values() and len(set(variants.values())) == len(variants)
+    assert TensorLoader(images, labels, 32).fingerprint == base

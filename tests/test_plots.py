@@ -38,7 +38,7 @@ def test_class_distribution() -> None:
     ax = plot_class_distribution(counts, class_names=["a", "b", "c", "d"], title="W", log=True)
     assert ax.get_title() == "W"
     assert ax.get_xlabel() == "Class" and "samples" in ax.get_ylabel()
-    assert len(ax.patches) == 4
+    assert [p.get_height() for p in ax.patches] == [2000, 2000, 50, 2000]
     assert [t.get_text() for t in ax.texts] == ["2,000", "2,000", "50", "2,000"]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c", "d"]
     assert ax.get_yscale() == "log"
@@ -134,10 +134,22 @@ def test_history() -> None:
 def test_plot_per_class_accuracy_groups_bars_and_shades_minority():
     from ferlib.plots import plot_per_class_accuracy
 
-    runs = {"softmax": [90.0] * 10, "dda": [80.0] * 10}
+    runs = {"softmax": [90.0 + k for k in range(10)], "dda": [50.0 + k for k in range(10)]}
     ax = plot_per_class_accuracy(runs, highlight=[2, 5, 8], title="Per class")
     assert ax.get_title() == "Per class" and ax.get_ylabel() == "Accuracy (%)"
-    assert len(ax.patches) >= 20  # 2 runs x 10 classes (+ shaded spans)
+    for container, (name, values) in zip(ax.containers, runs.items(), strict=True):
+        assert container.get_label() == name
+        bars = list(container)
+        assert [b.get_height() for b in bars] == values  # one bar per class, the right value
+        centres = [b.get_x() + b.get_width() / 2 for b in bars]
+        assert all(abs(c - k) < 0.4 for k, c in enumerate(centres))  # inside its class group
+    bars = {id(b) for c in ax.containers for b in c}
+    shaded = sorted(  # span centres in data units (a Rectangle or a Polygon, by version)
+        round(float(p.get_path().transformed(p.get_patch_transform()).vertices[:, 0].mean()))
+        for p in ax.patches
+        if id(p) not in bars
+    )
+    assert shaded == [2, 5, 8]  # the highlighted classes, and only those
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["softmax", "dda"]
     with pytest.raises(ValueError, match="one accuracy per class"):
         plot_per_class_accuracy({"a": [1.0] * 10, "b": [1.0] * 9})
