@@ -264,7 +264,7 @@ class TensorLoader:
 
 def class_counts(labels: Tensor, num_classes: int) -> Tensor:
     """Number of samples per class, (K,) int64, from integer labels (N,) in [0, K)."""
-    if labels.ndim != 1 or labels.dtype.is_floating_point:
+    if labels.ndim != 1 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
         raise ValueError(
             f"class_counts: labels must be a 1-D integer tensor, got shape "
             f"{tuple(labels.shape)} dtype {labels.dtype}"

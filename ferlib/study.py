@@ -25,6 +25,7 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from ferlib.data import (
     WMNIST_COUNTS,
@@ -489,15 +490,16 @@ def format_stability(table: dict[str, Any], minority: list[int] | None = None) -
     lines = [head, "-" * len(head)]
     for name, r in table["variants"].items():
         clip = "-" if r["grad_clip"] is None else f"{r['grad_clip']:g}"
-        row = f"{name:<30} {r['scaling']:>9} {r['lr']:>6g} {clip:>5} {r['init']:>7} "
-        norm = r["history"][-1]["feature_norm"] if r["history"] else float("nan")
+        scaling = r["scaling"] if r["gamma"] > 0 else "-"  # no DDA term, no scaling
+        row = f"{name:<30} {scaling:>9} {r['lr']:>6g} {clip:>5} {r['init']:>7} "
+        norm = f"{r['history'][-1]['feature_norm']:.1f}" if r["history"] else "-"
         if r["status"] == "ok":
             row += f"{'trained ' + str(r['epochs']) + ' epochs':>22} {r['test_acc']:>7.2f}"
             row += "".join(f" {r['test_per_class_acc'][k]:>5.1f}" for k in minority)
         else:
             row += f"{'diverged ep ' + str(r['epoch']) + ' step ' + str(r['step']):>22} "
             row += f"{'-':>7}" + "".join(f" {'-':>5}" for _ in minority)
-        lines.append(row + f" {norm:>9.1f}")
+        lines.append(row + f" {norm:>9}")
     return "\n".join(lines)
 
 
@@ -511,6 +513,16 @@ def plot_stability(table: dict[str, Any]) -> plt.Figure:
             ax.plot(epochs, values, "-o", ms=3, color=f"C{j}", label=name)
             if r["status"] != "ok" and epochs:
                 ax.plot(epochs[-1], values[-1], "x", ms=12, mew=3, color=f"C{j}")
+    early = [n for n, r in table["variants"].items() if r["status"] != "ok" and not r["history"]]
+    if early:  # nothing to draw: say so on the figure
+        axes[0].text(
+            0.02,
+            0.98,
+            "diverged within epoch 1:\n" + "\n".join(early),
+            transform=axes[0].transAxes,
+            va="top",
+            fontsize="small",
+        )
     axes[0].set_yscale("log")
     axes[0].set_title("Mean 2-D feature norm |x| per epoch")
     axes[0].set_ylabel("mean |x| (log scale)")
@@ -518,6 +530,7 @@ def plot_stability(table: dict[str, Any]) -> plt.Figure:
     axes[1].set_ylabel("mean L_S over the epoch")
     for ax in axes:
         ax.set_xlabel("epoch (× = last completed epoch before divergence)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].legend(fontsize="small", loc="upper right")
     fig.suptitle(f"Which recipes train? W-MNIST, {table['profile']} schedule, seed {table['seed']}")
     fig.tight_layout()

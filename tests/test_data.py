@@ -142,12 +142,16 @@ def test_tensor_loader_validation() -> None:
         TensorLoader(images, labels.float(), batch_size=2)
     with pytest.raises(ValueError, match="1-D integer"):
         TensorLoader(images, labels.view(5, 2), batch_size=2)
+    with pytest.raises(ValueError, match="1-D integer"):
+        TensorLoader(images, labels > 0, batch_size=2)  # booleans are not class indices
 
 
 def test_class_counts() -> None:
     assert class_counts(torch.tensor([0, 2, 2, 4]), 6).tolist() == [1, 0, 2, 0, 1, 0]
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         class_counts(torch.tensor([0, 3]), 3)
+    with pytest.raises(ValueError, match="1-D integer"):
+        class_counts(torch.tensor([True, False]), 2)
 
 
 def test_wmnist_counts_are_read_only() -> None:

@@ -161,17 +161,14 @@ class Trap:
 
 def test_checkpoint_refuses_other_data_and_extends_on_the_same(tmp_path):
     path = tmp_path / "ckpt.pt"
+
+    def fit(loader: TensorLoader, epochs: int):
+        cfg = config(epochs=epochs, lam=0.01, gamma=1.0)
+        return train(TinyNet(), loader, None, cfg, checkpoint=path, progress=False)
+
     seed_everything(0)
     x, y = blobs(200, 0)
-    first = TensorLoader(x, y, 32, shuffle=True)
-    train(
-        TinyNet(),
-        first,
-        None,
-        config(epochs=1, lam=0.01, gamma=1.0),
-        checkpoint=path,
-        progress=False,
-    )
+    fit(TensorLoader(x, y, 32, shuffle=True), epochs=1)
     for other in (
         TensorLoader(x[:-1], y[:-1], 32, shuffle=True),  # one image fewer
         TensorLoader(x.flip(0), y.flip(0), 32, shuffle=True),  # another order
@@ -179,25 +176,10 @@ def test_checkpoint_refuses_other_data_and_extends_on_the_same(tmp_path):
         TensorLoader(*blobs(200, 5), 32, shuffle=True),  # another draw
     ):
         with pytest.raises(ValueError, match="trained on different data") as info:
-            train(
-                TinyNet(),
-                other,
-                None,
-                config(epochs=2, lam=0.01, gamma=1.0),
-                checkpoint=path,
-                progress=False,
-            )
+            fit(other, epochs=2)
         assert str(path) in str(info.value)
     same = TensorLoader(x.clone(), y.clone(), 32, shuffle=True)  # equal data, new tensors
-    result = train(
-        TinyNet(),
-        same,
-        None,
-        config(epochs=2, lam=0.01, gamma=1.0),
-        checkpoint=path,
-        progress=False,
-    )
-    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert [h["epoch"] for h in fit(same, epochs=2).history] == [1, 2]
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):
