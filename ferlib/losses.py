@@ -175,6 +175,9 @@ class CenterDDALoss(nn.Module):
         gamma: weight γ of the DDA loss.
         alpha: center learning rate α.
         scaling: ``"paper"`` or ``"published"`` (see :func:`dda_loss`).
+        validate: check shapes, label range and finiteness on every call. Each check waits
+            for the GPU; the training loop turns it off on CUDA, where it checks the loss
+            on the device instead.
     """
 
     centers: Tensor
@@ -187,6 +190,7 @@ class CenterDDALoss(nn.Module):
         gamma: float = 0.0,
         alpha: float = 0.5,
         scaling: Scaling = "paper",
+        validate: bool = True,
     ) -> None:
         super().__init__()
         if num_classes < 2 or feat_dim < 1:
@@ -200,6 +204,7 @@ class CenterDDALoss(nn.Module):
                 raise ValueError(f"{name} must be a finite number >= 0; got {value}")
         self.num_classes, self.feat_dim = num_classes, feat_dim
         self.lam, self.gamma, self.alpha, self.scaling = lam, gamma, alpha, scaling
+        self.validate = validate
         centers = torch.randn(num_classes, feat_dim) * math.sqrt(2.0 / feat_dim)
         self.register_buffer("centers", centers)
         self._synced = False
@@ -214,7 +219,8 @@ class CenterDDALoss(nn.Module):
         """Return ``LossParts(total, center, dda)`` for features (m, D) and labels (m,)."""
         self._sync_centers()
         centers = self.centers.detach()
-        _check_inputs(features, labels, centers)  # once for both terms
+        if self.validate:
+            _check_inputs(features, labels, centers)  # once for both terms
         lc = center_loss(features.to(_wide(features.dtype)), labels, centers, check=False)
         ldda = dda_loss(features, labels, centers, scaling=self.scaling, check=False)
         return LossParts(self.lam * lc + self.gamma * ldda, lc, ldda)
@@ -230,7 +236,8 @@ class CenterDDALoss(nn.Module):
     def center_delta(self, features: Tensor, labels: Tensor) -> Tensor:
         """Δc*_k of Eq. 10 (corrected) for every class, shape (K, D), before the α step."""
         centers = self.centers.to(_wide(self.centers.dtype))
-        _check_inputs(features, labels, centers)
+        if self.validate:
+            _check_inputs(features, labels, centers)
         x = features.detach().to(centers.dtype)  # (m, D)
         num_classes, dim = centers.shape
         # Per-class statistics of the batch, packed to be summed over ranks in one call.

@@ -80,6 +80,8 @@ class TrainConfig:
     grad_clip: float | None = None  # max global gradient norm, None = no clipping
     max_loss: float | None = None  # stop as diverged when a batch loss exceeds this
     eval_every: int = 1  # test every n epochs (and always after the last one)
+    sync_every: int | None = None  # read the divergence flag every n steps (None: 1 on the
+    # CPU, where reading is free, 16 on a GPU, where each read waits for the device)
     lam: float = 0.0  # λ, weight of the center loss
     gamma: float = 0.0  # γ, weight of the DDA loss
     alpha: float = 0.5  # α, the centers' learning rate
@@ -187,6 +189,27 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
         ) from err
 
 
+@dataclass
+class _Run:
+    """Everything one call of :func:`train` carries from setup to the last checkpoint."""
+
+    model: nn.Module
+    config: TrainConfig
+    device: torch.device
+    layout: torch.memory_format
+    head: CenterDDALoss | None
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    path: Path | None
+    data_id: str | None
+    desc: str | None
+    check_every: int  # steps between host checks of the device-side divergence flag
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 0
+
+
 def train(
     model: nn.Module,
     train_loader: BatchLoader,
@@ -207,209 +230,291 @@ def train(
             (None to skip).
         config: the run's hyper-parameters.
         checkpoint: file written after every epoch; if it exists, training resumes from it
-            (the configuration must match) and continues exactly where it stopped.
+            (the configuration and the training data must match) and continues exactly
+            where it stopped.
         progress: show a tqdm progress bar (terminal or notebook).
         desc: label of the progress bar.
 
+    The loop never waits for the device on a step: the loss terms, the statistics of the
+    epoch and a divergence flag stay on the device. On the CPU the flag is read every step
+    (reading is free there), so a divergence stops the run before the bad step is used; on
+    a GPU it is read every 16 steps (``config.sync_every``), so a divergence stops the run
+    within 16 steps. Either way the message names the first bad step and the checkpoint
+    keeps the last completed epoch.
+
     Raises:
-        NonFiniteLossError: the loss became NaN or infinite; the message gives the step, the
-            loss terms and the last checkpoint, which is left untouched.
+        NonFiniteLossError: the loss became NaN or infinite (or exceeded
+            ``config.max_loss``); the message gives the step, the loss terms and the last
+            checkpoint, which is left untouched.
         ValueError: ``config.eval_every`` is not a positive integer, or the checkpoint was
             written by another configuration or on other training data (its fingerprint,
             :func:`data_fingerprint`, differs), or it is not a ferlib checkpoint.
     """
-    if not isinstance(config.eval_every, int) or config.eval_every < 1:
-        raise ValueError(
-            f"TrainConfig.eval_every must be an integer >= 1, got {config.eval_every!r}"
-        )
-    device = pick_device(config.device)
-    layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(device, memory_format=layout)
-    num_classes, feat_dim = int(model.num_classes), int(model.feat_dim)
-    head = None
-    if config.loss_name != "softmax":
-        head = CenterDDALoss(
-            num_classes, feat_dim, config.lam, config.gamma, config.alpha, config.scaling
-        ).to(device)
-    optimizer = torch.optim.SGD(
-        model.parameters(), config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    steps_per_epoch = len(train_loader)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, steps_per_epoch))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-
-    history: list[dict[str, Any]] = []
-    start_epoch = 0
-    path = Path(checkpoint) if checkpoint is not None else None
-    data_id = data_fingerprint(train_loader)
-    if path is not None and data_id is None:
-        warnings.warn(
-            f"train(): the training loader ({type(train_loader).__name__}) has no "
-            "`fingerprint`, so a resume from the checkpoint cannot check that it is the same "
-            "data; give the loader (or its dataset) a `fingerprint` attribute",
-            stacklevel=2,
-        )
-    if path is not None and path.exists():
-        state = _load_checkpoint(path, device)
-        if not _same_config(state["config"], _comparable(config)):
-            raise ValueError(
-                f"checkpoint {path} was written by a different configuration:\n"
-                f"  saved: {state['config']}\n  now:   {_comparable(config)}\n"
-                "delete it or pass another checkpoint path"
-            )
-        if state.get("data") != data_id:
-            raise ValueError(
-                f"checkpoint {path} was trained on different data: its training set has "
-                f"fingerprint {state.get('data')!r}, this loader's is {data_id!r} (another "
-                "subset, other counts, another order or other preprocessing). Resuming would "
-                "mix two runs; delete the checkpoint or pass another checkpoint path"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-        if head is not None:
-            head.load_state_dict(state["centers"])
-        torch.set_rng_state(state["rng_cpu"])
-        if device.type == "cuda" and "rng_cuda" in state:
-            torch.cuda.set_rng_state(state["rng_cuda"])
-        history, start_epoch = state["history"], state["epoch"] + 1
-
+    run = _setup(model, train_loader, config, checkpoint, desc)
     bar = tqdm(
-        total=config.epochs * steps_per_epoch,
-        initial=start_epoch * steps_per_epoch,
+        total=config.epochs * len(train_loader),
+        initial=run.start_epoch * len(train_loader),
         desc=desc or config.loss_name,
         disable=not progress,
         dynamic_ncols=True,
         leave=True,
     )
     try:
-        for epoch in range(start_epoch, config.epochs):
-            if hasattr(train_loader, "set_epoch"):
-                train_loader.set_epoch(epoch)
-            model.train()
-            lr_at_start = optimizer.param_groups[0]["lr"]
-            tic = time.perf_counter()
-            sums = torch.zeros(6, dtype=torch.float64)  # loss, L_S, L_C, L_DDA, correct, |x|
-            seen = 0
-            for step, (x, y) in enumerate(train_loader):
-                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-                if x.ndim == 4:
-                    x = x.contiguous(memory_format=layout)
-                # Algorithm 1, line 2: the joint loss L = L_S + λ L_C + γ L_DDA (Eq. 6)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                    features, logits = model(x)
-                if not (torch.isfinite(features).all() and torch.isfinite(logits).all()):
-                    raise NonFiniteLossError(
-                        _divergence(config, desc, epoch, step, path, schedule, "features"),
-                        epoch + 1,
-                        step + 1,
-                        history,
-                    )
-                loss_s = F.cross_entropy(logits.float(), y)
-                if head is not None:
-                    parts = head(features, y)
-                    loss = loss_s + parts.total
-                    lc, ldda = parts.center.detach(), parts.dda.detach()
-                else:
-                    loss, lc, ldda = loss_s, torch.zeros(()), torch.zeros(())
-                if not torch.isfinite(loss) or (
-                    config.max_loss is not None and loss.item() > config.max_loss
-                ):
-                    terms = (
-                        f"loss (L_S={loss_s.item():.4g}, L_C={lc.item():.4g}, "
-                        f"L_DDA={ldda.item():.4g})"
-                    )
-                    raise NonFiniteLossError(
-                        _divergence(config, desc, epoch, step, path, schedule, terms),
-                        epoch + 1,
-                        step + 1,
-                        history,
-                    )
-                # line 3: gradients of the network parameters
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if config.grad_clip is not None:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                # lines 4 and 7: Δc*_k (Eq. 10) from this batch, then c_k -= α Δc*_k (Eq. 9)
-                if head is not None:
-                    head.center_step(features.detach(), y)
-                # lines 6 and 8: update W and θ_C
-                scaler.step(optimizer)
-                scaler.update()
-                schedule.step()
-
-                with torch.no_grad():
-                    b = y.shape[0]
-                    sums += (
-                        torch.stack(
-                            [
-                                loss.detach() * b,
-                                loss_s.detach() * b,
-                                lc * b,
-                                ldda * b,
-                                (logits.argmax(1) == y).sum(),
-                                features.detach().float().norm(dim=1).sum(),
-                            ]
-                        )
-                        .double()
-                        .cpu()
-                    )
-                    seen += b
-                bar.update()
-            means = (sums / seen).tolist()
-            record: dict[str, Any] = {
-                "epoch": epoch + 1,
-                "lr": lr_at_start,
-                "train_loss": means[0],
-                "train_softmax": means[1],
-                "train_center": means[2],
-                "train_dda": means[3],
-                "train_acc": 100.0 * means[4],
-                "feature_norm": means[5],
-                "seconds": time.perf_counter() - tic,
-            }
+        for epoch in range(run.start_epoch, config.epochs):
+            record = _train_epoch(run, train_loader, epoch, bar)
             if test_loader is not None and (
                 (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
             ):
-                result = evaluate(model, test_loader, num_classes, device)
+                result = evaluate(model, test_loader, int(model.num_classes), run.device)
                 record.update({f"test_{k}": v for k, v in result.items()})
-            history.append(record)
+            run.history.append(record)
             bar.set_postfix(
                 loss=f"{record['train_loss']:.3f}",
                 acc=f"{record.get('test_acc', record['train_acc']):.2f}",
             )
-            if path is not None:
-                state = {
-                    "config": _comparable(config),
-                    "data": data_id,
-                    "epoch": epoch,
-                    "history": history,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "centers": head.state_dict() if head is not None else {},
-                    "rng_cpu": torch.get_rng_state(),
-                }
-                if device.type == "cuda":
-                    state["rng_cuda"] = torch.cuda.get_rng_state()
-                _save_atomic(state, path)
+            if run.path is not None:
+                _save_checkpoint(run, epoch)
     finally:
         bar.close()
-    return TrainResult(history, head, device)
+    return TrainResult(run.history, run.head, run.device)
 
 
-def _divergence(config, desc, epoch, step, path, schedule, what: str) -> str:
+def _setup(
+    model: nn.Module,
+    train_loader: BatchLoader,
+    config: TrainConfig,
+    checkpoint: str | Path | None,
+    desc: str | None,
+) -> _Run:
+    """Place the model, build the center head, optimiser, schedule and scaler, and resume
+    from ``checkpoint`` when it exists."""
+    for name in ("eval_every", "sync_every"):
+        value = getattr(config, name)
+        if not (value is None and name == "sync_every") and (
+            not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
+    device = pick_device(config.device)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
+    model.to(device, memory_format=layout)
+    # how often the host reads the device-side divergence flag (see `train`); when it does
+    # not read every step, the center head must not validate its inputs on every step either
+    check_every = config.sync_every or (1 if device.type == "cpu" else 16)
+    head = None
+    if config.loss_name != "softmax":
+        head = CenterDDALoss(
+            int(model.num_classes),
+            int(model.feat_dim),
+            config.lam,
+            config.gamma,
+            config.alpha,
+            config.scaling,
+            validate=check_every == 1,
+        ).to(device)
+    optimizer = torch.optim.SGD(
+        model.parameters(), config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(train_loader)))
+    use_amp = config.amp and device.type == "cuda"
+    run = _Run(
+        model=model,
+        config=config,
+        device=device,
+        layout=layout,
+        head=head,
+        optimizer=optimizer,
+        schedule=schedule,
+        scaler=torch.amp.GradScaler(device.type, enabled=use_amp),
+        use_amp=use_amp,
+        path=Path(checkpoint) if checkpoint is not None else None,
+        data_id=data_fingerprint(train_loader),
+        desc=desc,
+        check_every=check_every,
+    )
+    if run.path is not None and run.data_id is None:
+        warnings.warn(
+            f"train(): the training loader ({type(train_loader).__name__}) has no "
+            "`fingerprint`, so a resume from the checkpoint cannot check that it is the same "
+            "data; give the loader (or its dataset) a `fingerprint` attribute",
+            stacklevel=3,
+        )
+    if run.path is not None and run.path.exists():
+        _resume(run)
+    return run
+
+
+def _resume(run: _Run) -> None:
+    """Restore everything a checkpoint holds, after checking its configuration and data."""
+    path, config = run.path, run.config
+    state = _load_checkpoint(path, run.device)
+    if not _same_config(state["config"], _comparable(config)):
+        raise ValueError(
+            f"checkpoint {path} was written by a different configuration:\n"
+            f"  saved: {state['config']}\n  now:   {_comparable(config)}\n"
+            "delete it or pass another checkpoint path"
+        )
+    if state.get("data") != run.data_id:
+        raise ValueError(
+            f"checkpoint {path} was trained on different data: its training set has "
+            f"fingerprint {state.get('data')!r}, this loader's is {run.data_id!r} (another "
+            "subset, other counts, another order or other preprocessing). Resuming would "
+            "mix two runs; delete the checkpoint or pass another checkpoint path"
+        )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.schedule.load_state_dict(state["schedule"])
+    run.scaler.load_state_dict(state["scaler"])
+    if run.head is not None:
+        run.head.load_state_dict(state["centers"])
+    torch.set_rng_state(state["rng_cpu"])
+    if run.device.type == "cuda" and "rng_cuda" in state:
+        torch.cuda.set_rng_state(state["rng_cuda"])
+    run.history, run.start_epoch = state["history"], state["epoch"] + 1
+
+
+def _train_epoch(run: _Run, loader: BatchLoader, epoch: int, bar: tqdm) -> dict[str, Any]:
+    """One pass over ``loader``; returns the epoch's record (means of the loss terms,
+    training accuracy, mean feature norm, learning rate, seconds)."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    run.model.train()
+    lr_at_start = run.optimizer.param_groups[0]["lr"]
+    tic = time.perf_counter()
+    wide = torch.float32 if run.device.type == "mps" else torch.float64
+    # on the device: loss, L_S, L_C, L_DDA, correct, |x| (sums over samples), samples seen
+    sums = torch.zeros(7, dtype=wide, device=run.device)
+    # on the device: the first bad step (-1: none yet) and its loss terms
+    first_bad = torch.full((), -1, dtype=torch.long, device=run.device)
+    bad_terms = torch.zeros(4, dtype=wide, device=run.device)
+    for step, (x, y) in enumerate(loader):
+        stats, bad, terms = _step(run, x, y)
+        sums += stats
+        fresh = bad & (first_bad < 0)
+        first_bad = torch.where(fresh, torch.full_like(first_bad, step), first_bad)
+        bad_terms = torch.where(fresh, terms, bad_terms)
+        if (step + 1) % run.check_every == 0 or step + 1 == len(loader):
+            _stop_if_diverged(run, epoch, first_bad, bad_terms)
+        bar.update()
+    means = (sums[:6] / sums[6]).tolist()  # the one host synchronisation of the epoch
+    return {
+        "epoch": epoch + 1,
+        "lr": lr_at_start,
+        "train_loss": means[0],
+        "train_softmax": means[1],
+        "train_center": means[2],
+        "train_dda": means[3],
+        "train_acc": 100.0 * means[4],
+        "feature_norm": means[5],
+        "seconds": time.perf_counter() - tic,
+    }
+
+
+def _step(run: _Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Algorithm 1 on one batch, without waiting for the device.
+
+    Returns the batch's statistics (7,) as sums, whether the step was bad (a 0-d bool
+    tensor: a non-finite feature or loss, or a loss above ``max_loss``) and what the
+    divergence message needs: (L_S, L_C, L_DDA, 1 if the features were bad else 0). On the
+    CPU a bad step returns before anything is updated; on a GPU the loop learns of it at
+    its next check, at most ``check_every`` steps later.
+    """
+    config, device = run.config, run.device
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if x.ndim == 4:
+        x = x.contiguous(memory_format=run.layout)
+    wide = torch.float32 if device.type == "mps" else torch.float64
+    # Algorithm 1, line 2: the joint loss L = L_S + λ L_C + γ L_DDA (Eq. 6)
+    with torch.autocast(device.type, dtype=torch.float16, enabled=run.use_amp):
+        features, logits = run.model(x)
+    bad_features = ~(torch.isfinite(features).all() & torch.isfinite(logits).all())
+    if run.check_every == 1 and bool(bad_features):  # the CPU: stop before the losses
+        nan = torch.full((3,), float("nan"), dtype=wide, device=device)
+        terms = torch.cat([nan, torch.ones(1, dtype=wide, device=device)])
+        return torch.zeros(7, dtype=wide, device=device), bad_features, terms
+    loss_s = F.cross_entropy(logits.float(), y)
+    zero = torch.zeros((), device=device)
+    if run.head is not None:
+        parts = run.head(features, y)
+        loss, lc, ldda = loss_s + parts.total, parts.center.detach(), parts.dda.detach()
+    else:
+        loss, lc, ldda = loss_s, zero, zero
+    bad = bad_features | ~torch.isfinite(loss)
+    if config.max_loss is not None:
+        bad = bad | (loss.detach() > config.max_loss)
+    terms = torch.stack([loss_s.detach(), lc, ldda, bad_features.float()]).to(wide)
+    if run.check_every == 1 and bool(bad):  # the CPU: a bad step is never taken
+        return torch.zeros(7, dtype=wide, device=device), bad, terms
+    # line 3: gradients of the network parameters
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    if config.grad_clip is not None:
+        run.scaler.unscale_(run.optimizer)
+        nn.utils.clip_grad_norm_(run.model.parameters(), config.grad_clip)
+    # lines 4 and 7: Δc*_k (Eq. 10) from this batch, then c_k -= α Δc*_k (Eq. 9)
+    if run.head is not None:
+        run.head.center_step(features.detach(), y)
+    # lines 6 and 8: update W and θ_C
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    run.schedule.step()
+    with torch.no_grad():
+        b = y.shape[0]
+        stats = torch.stack(
+            [
+                loss.detach() * b,
+                loss_s.detach() * b,
+                lc * b,
+                ldda * b,
+                (logits.argmax(1) == y).sum(),
+                features.detach().float().norm(dim=1).sum(),
+                y.new_full((), b),
+            ]
+        ).to(wide)
+    return stats, bad, terms
+
+
+def _stop_if_diverged(run: _Run, epoch: int, first_bad: Tensor, terms: Tensor) -> None:
+    """Read the device-side divergence flag; raise NonFiniteLossError if it is set."""
+    step = int(first_bad)  # waits for the device: called every `check_every` steps only
+    if step < 0:
+        return
+    ls, lc, ldda, features = terms.tolist()
+    what = "features" if features else f"loss (L_S={ls:.4g}, L_C={lc:.4g}, L_DDA={ldda:.4g})"
+    raise NonFiniteLossError(_divergence(run, epoch, step, what), epoch + 1, step + 1, run.history)
+
+
+def _save_checkpoint(run: _Run, epoch: int) -> None:
+    """Everything needed to continue exactly after ``epoch``, written atomically."""
+    state = {
+        "config": _comparable(run.config),
+        "data": run.data_id,
+        "epoch": epoch,
+        "history": run.history,
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "centers": run.head.state_dict() if run.head is not None else {},
+        "rng_cpu": torch.get_rng_state(),
+    }
+    if run.device.type == "cuda":
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    _save_atomic(state, run.path)
+
+
+def _divergence(run: _Run, epoch: int, step: int, what: str) -> str:
     """The message of a NonFiniteLossError: where it happened and what to try."""
+    config, path = run.config, run.path
     limit = "" if config.max_loss is None else f" or exceeded max_loss={config.max_loss:g}"
+    when = (
+        "training stopped before using it"
+        if run.check_every == 1
+        else f"training stopped within {run.check_every} steps of it"
+    )
     return (
-        f"{desc or config.loss_name}: the {what} became NaN or infinite{limit} at epoch "
-        f"{epoch + 1}, "
-        f"step {step + 1} (lr={schedule.get_last_lr()[0]:.3g}, gamma={config.gamma}, "
-        f"scaling={config.scaling!r}); training stopped before using it. Lower the learning "
+        f"{run.desc or config.loss_name}: the {what} became NaN or infinite{limit} at epoch "
+        f"{epoch + 1}, step {step + 1} (lr={run.schedule.get_last_lr()[0]:.3g}, "
+        f"gamma={config.gamma}, scaling={config.scaling!r}); {when}. Lower the learning "
         "rate or gamma, add warm-up (warmup_steps) or gradient clipping (grad_clip), or use "
         "scaling='published'."
         + (f" The last completed epoch is saved in {path}." if path is not None else "")
@@ -418,10 +523,10 @@ def _divergence(config, desc, epoch, step, path, schedule, what: str) -> str:
 
 def _comparable(config: TrainConfig) -> dict[str, Any]:
     """The settings a resumed run must share with its checkpoint: all but ``epochs`` (a run
-    may be extended), ``max_loss`` (a guard that never changes a finished epoch) and
-    ``eval_every`` (testing never changes training)."""
+    may be extended), ``max_loss`` and ``sync_every`` (guards that never change a finished
+    epoch) and ``eval_every`` (testing never changes training)."""
     saved = asdict(config)
-    del saved["epochs"], saved["max_loss"], saved["eval_every"]
+    del saved["epochs"], saved["max_loss"], saved["eval_every"], saved["sync_every"]
     return saved
 
 

@@ -373,3 +373,44 @@ def test_predict_restores_the_mode(mode):
     b = predict(model, test_loader)[0]
     assert torch.equal(a, b), "predict must run in eval mode (no dropout)"
     assert model.training == (mode == "train")
+
+
+def test_a_deferred_divergence_check_still_names_the_first_bad_step(tmp_path):
+    """The GPU path: the divergence flag lives on the device and is read every sync_every
+    steps. The error still names the first bad step, and the checkpoint stays clean."""
+    seed_everything(0)
+    model = TinyNet()
+    train_loader, test_loader = loaders()
+    model.poison_at = len(train_loader) + 3  # third step of the second epoch
+    path = tmp_path / "ckpt.pt"
+    cfg = config(lam=0.01, gamma=1.0, sync_every=4)
+    with pytest.raises(NonFiniteLossError) as info:
+        train(model, train_loader, test_loader, cfg, checkpoint=path, progress=False)
+    message = str(info.value)
+    assert "features became NaN" in message and "epoch 2, step 3" in message
+    assert "within 4 steps" in message
+    assert info.value.epoch == 2 and info.value.step == 3 and len(info.value.history) == 1
+    saved = torch.load(path, weights_only=True)
+    assert saved["epoch"] == 0 and all(torch.isfinite(v).all() for v in saved["model"].values())
+    with pytest.raises(ValueError, match="sync_every must be an integer >= 1"):
+        run(1, None, sync_every=0)
+
+
+def test_the_loop_does_not_wait_for_the_device_on_every_step(monkeypatch):
+    """With sync_every=n the loop reads a tensor on the host (Tensor.item, bool, int,
+    tolist) about once every n steps, not once a step."""
+    seed_everything(0)
+    train_loader, _ = loaders()  # 9 steps an epoch
+    reads = {"n": 0}
+    for name in ("item", "tolist", "__bool__", "__int__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *a, _original=original, **kw):
+            reads["n"] += 1
+            return _original(self, *a, **kw)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    cfg = config(epochs=2, lam=0.01, gamma=1.0, sync_every=1000)
+    train(TinyNet(), train_loader, None, cfg, progress=False)
+    steps = 2 * len(train_loader)
+    assert reads["n"] <= 3 * 2, f"{reads['n']} host reads in {steps} steps"
