@@ -3,11 +3,30 @@
 * :mod:`ferlib.data.root`: where datasets live (``default_data_root``);
 * :mod:`ferlib.data.mnist`: MNIST and W-MNIST, the course's imbalanced MNIST;
 * :mod:`ferlib.data.loaders`: in-memory mini-batches (``TensorLoader``), class counts and
-  the fingerprint a checkpoint records.
+  the fingerprint a checkpoint records;
+* :mod:`ferlib.data.images`: decoding image files, with errors that name the file;
+* :mod:`ferlib.data.rafdb`, :mod:`ferlib.data.affectnet`, :mod:`ferlib.data.fer2013`: the
+  facial-expression datasets, read exactly as users receive them;
+* :mod:`ferlib.data.augment`: the paper's crops and normalisation on batches already on the
+  training device.
 
 Every public name is importable from ``ferlib.data`` itself.
 """
 
+from ferlib.data.affectnet import AFFECTNET_CLASSES, AffectNet
+from ferlib.data.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAFDB_MEAN,
+    RAFDB_STD,
+    center_crop,
+    crop_offsets,
+    normalize,
+    random_five_crop_flip,
+    to_rgb,
+)
+from ferlib.data.fer2013 import FER2013, FER2013_CLASSES, FERPLUS_CLASSES
+from ferlib.data.images import CorruptImageError, DatasetNotFoundError
 from ferlib.data.loaders import TensorLoader, class_counts, fingerprint
 from ferlib.data.mnist import (
     MNIST_FILES,
@@ -19,19 +38,39 @@ from ferlib.data.mnist import (
     load_wmnist,
     wmnist_indices,
 )
+from ferlib.data.rafdb import RAFDB, RAFDB_CLASSES, RAFDB_COUNTS
 from ferlib.data.root import default_data_root
 
 __all__ = [
+    "AFFECTNET_CLASSES",
+    "FER2013",
+    "FER2013_CLASSES",
+    "FERPLUS_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_STD",
+    "RAFDB",
+    "RAFDB_CLASSES",
+    "RAFDB_COUNTS",
+    "RAFDB_MEAN",
+    "RAFDB_STD",
     "WMNIST_COUNTS",
     "WMNIST_SEED",
+    "AffectNet",
+    "CorruptImageError",
+    "DatasetNotFoundError",
     "TensorLoader",
+    "center_crop",
     "class_counts",
+    "crop_offsets",
     "default_data_root",
     "fingerprint",
     "load_mnist",
     "load_wmnist",
+    "normalize",
+    "random_five_crop_flip",
+    "to_rgb",
     "wmnist_indices",
 ]
