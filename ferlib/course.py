@@ -83,7 +83,7 @@ def in_colab() -> bool:
 
 
 def _device_name() -> str:
-    from ferlib.training import pick_device
+    from ferlib.runtime import pick_device
 
     device = pick_device()
     if device.type == "cuda":

@@ -27,6 +27,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ferlib.runtime import is_distributed
+
 Scaling = Literal["paper", "published"]
 SCALINGS: tuple[str, ...] = ("paper", "published")
 
@@ -223,12 +225,16 @@ class CenterDDALoss(nn.Module):
             _check_inputs(features, labels, centers)  # once for both terms
         lc = center_loss(features.to(_wide(features.dtype)), labels, centers, check=False)
         ldda = dda_loss(features, labels, centers, scaling=self.scaling, check=False)
+        if self.scaling == "published" and is_distributed():
+            # divide by the global batch size m, not this rank's share of it: DDP averages
+            # the ranks' gradients, so the step then equals one process on the global batch
+            ldda = ldda / dist.get_world_size()
         return LossParts(self.lam * lc + self.gamma * ldda, lc, ldda)
 
     @torch.no_grad()
     def _sync_centers(self) -> None:
         """Under torch.distributed, copy rank 0's initial centers to every rank (once)."""
-        if _distributed() and not self._synced:
+        if is_distributed() and not self._synced:
             dist.broadcast(self.centers, src=0)
         self._synced = True
 
@@ -253,7 +259,7 @@ class CenterDDALoss(nn.Module):
             stats[:, dim + 1] = w.sum(dim=0)  # sum_i W_ik
             stats[:, dim + 2 :] = w.T @ x  # sum_i W_ik x_i, (K, D)
         batch = torch.tensor([float(x.shape[0])], dtype=centers.dtype, device=centers.device)
-        if _distributed():
+        if is_distributed():
             flat = torch.cat([stats.flatten(), batch])
             dist.all_reduce(flat)
             stats, batch = flat[:-1].view_as(stats), flat[-1:]
@@ -279,7 +285,3 @@ class CenterDDALoss(nn.Module):
 def _wide(dtype: torch.dtype) -> torch.dtype:
     """float32, or the input's dtype when it is wider (float64 for gradient checks)."""
     return torch.promote_types(dtype, torch.float32)
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1

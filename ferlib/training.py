@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import random
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -26,12 +25,26 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ferlib.losses import CenterDDALoss, Scaling
 from ferlib.metrics import accuracy, mean_class_accuracy, per_class_accuracy
+from ferlib.runtime import is_distributed, is_main, pick_device, seed_everything
+
+__all__ = [
+    "NonFiniteLossError",
+    "TrainConfig",
+    "TrainResult",
+    "data_fingerprint",
+    "evaluate",
+    "pick_device",  # re-exported from ferlib.runtime, where it lives
+    "predict",
+    "seed_everything",  # re-exported from ferlib.runtime
+    "train",
+]
 
 
 class BatchLoader(Protocol):
@@ -90,6 +103,7 @@ class TrainConfig:
     device: str = "auto"  # "auto" = cuda, then mps, then cpu
     amp: bool = True  # float16 autocast + gradient scaling, on CUDA only
     channels_last: bool = True  # NHWC memory layout: faster convolutions (benchmarks/)
+    sync_bn: bool = False  # under DistributedDataParallel: batch-norm statistics over all ranks
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
     @property
@@ -108,28 +122,14 @@ class TrainResult:
     device: torch.device
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's and PyTorch's generators (call it before building the model)."""
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple's MPS, then the CPU."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 @torch.no_grad()
 def predict(
     model: nn.Module, loader: BatchLoader, device: torch.device | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Run the model over a loader: ``(features (N, D), predictions (N,), labels (N,))`` on CPU."""
+    """Run the model over a loader: ``(features (N, D), predictions (N,), labels (N,))`` on CPU.
+
+    Under torch.distributed, with a loader sharded over ranks (``loader.world_size > 1``),
+    every rank gets the predictions of all shards."""
     device = device or next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -140,7 +140,12 @@ def predict(
         preds.append(logits.argmax(1).cpu())
         labels.append(y.cpu())
     model.train(was_training)
-    return torch.cat(feats), torch.cat(preds), torch.cat(labels)
+    out = [torch.cat(feats), torch.cat(preds), torch.cat(labels)]
+    if is_distributed() and getattr(loader, "world_size", 1) > 1:  # each rank saw a shard
+        shards: list[Any] = [None] * dist.get_world_size()
+        dist.all_gather_object(shards, out)
+        out = [torch.cat([shard[i] for shard in shards]) for i in range(3)]
+    return out[0], out[1], out[2]
 
 
 def evaluate(
@@ -191,9 +196,14 @@ def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
 
 @dataclass
 class _Run:
-    """Everything one call of :func:`train` carries from setup to the last checkpoint."""
+    """Everything one call of :func:`train` carries from setup to the last checkpoint.
+
+    ``model`` is what the step calls (the DistributedDataParallel wrapper under torchrun);
+    ``core`` is the network itself, whose state a checkpoint holds.
+    """
 
     model: nn.Module
+    core: nn.Module
     config: TrainConfig
     device: torch.device
     layout: torch.memory_format
@@ -255,7 +265,7 @@ def train(
         total=config.epochs * len(train_loader),
         initial=run.start_epoch * len(train_loader),
         desc=desc or config.loss_name,
-        disable=not progress,
+        disable=not progress or not is_main(),
         dynamic_ncols=True,
         leave=True,
     )
@@ -265,7 +275,7 @@ def train(
             if test_loader is not None and (
                 (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs
             ):
-                result = evaluate(model, test_loader, int(model.num_classes), run.device)
+                result = evaluate(run.core, test_loader, int(run.core.num_classes), run.device)
                 record.update({f"test_{k}": v for k, v in result.items()})
             run.history.append(record)
             bar.set_postfix(
@@ -296,15 +306,21 @@ def _setup(
             raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
     device = pick_device(config.device)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
-    model.to(device, memory_format=layout)
+    core = model
+    if is_distributed() and config.sync_bn:
+        core = nn.SyncBatchNorm.convert_sync_batchnorm(core)
+    core.to(device, memory_format=layout)
+    if is_distributed():  # one process per GPU (or per CPU share, with gloo)
+        ids = [device.index] if device.type == "cuda" else None
+        model = nn.parallel.DistributedDataParallel(core, device_ids=ids)
     # how often the host reads the device-side divergence flag (see `train`); when it does
     # not read every step, the center head must not validate its inputs on every step either
     check_every = config.sync_every or (1 if device.type == "cpu" else 16)
     head = None
     if config.loss_name != "softmax":
         head = CenterDDALoss(
-            int(model.num_classes),
-            int(model.feat_dim),
+            int(core.num_classes),
+            int(core.feat_dim),
             config.lam,
             config.gamma,
             config.alpha,
@@ -312,12 +328,13 @@ def _setup(
             validate=check_every == 1,
         ).to(device)
     optimizer = torch.optim.SGD(
-        model.parameters(), config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        core.parameters(), config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_factor(config, len(train_loader)))
     use_amp = config.amp and device.type == "cuda"
     run = _Run(
         model=model,
+        core=core,
         config=config,
         device=device,
         layout=layout,
@@ -331,7 +348,7 @@ def _setup(
         desc=desc,
         check_every=check_every,
     )
-    if run.path is not None and run.data_id is None:
+    if run.path is not None and run.data_id is None and is_main():
         warnings.warn(
             f"train(): the training loader ({type(train_loader).__name__}) has no "
             "`fingerprint`, so a resume from the checkpoint cannot check that it is the same "
@@ -360,7 +377,7 @@ def _resume(run: _Run) -> None:
             "subset, other counts, another order or other preprocessing). Resuming would "
             "mix two runs; delete the checkpoint or pass another checkpoint path"
         )
-    run.model.load_state_dict(state["model"])
+    run.core.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.schedule.load_state_dict(state["schedule"])
     run.scaler.load_state_dict(state["scaler"])
@@ -395,6 +412,8 @@ def _train_epoch(run: _Run, loader: BatchLoader, epoch: int, bar: tqdm) -> dict[
         if (step + 1) % run.check_every == 0 or step + 1 == len(loader):
             _stop_if_diverged(run, epoch, first_bad, bad_terms)
         bar.update()
+    if is_distributed():  # the epoch's statistics over every rank's shard
+        dist.all_reduce(sums)
     means = (sums[:6] / sums[6]).tolist()  # the one host synchronisation of the epoch
     return {
         "epoch": epoch + 1,
@@ -476,6 +495,17 @@ def _step(run: _Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def _stop_if_diverged(run: _Run, epoch: int, first_bad: Tensor, terms: Tensor) -> None:
     """Read the device-side divergence flag; raise NonFiniteLossError if it is set."""
     step = int(first_bad)  # waits for the device: called every `check_every` steps only
+    if is_distributed():  # all ranks stop together, whichever rank saw it
+        flag = torch.tensor([float(step >= 0)], device=first_bad.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if flag.item() and step < 0:
+            raise NonFiniteLossError(
+                f"{run.desc or run.config.loss_name}: another rank's loss became NaN or "
+                f"infinite in epoch {epoch + 1}; training stopped on every rank.",
+                epoch + 1,
+                0,
+                run.history,
+            )
     if step < 0:
         return
     ls, lc, ldda, features = terms.tolist()
@@ -490,7 +520,7 @@ def _save_checkpoint(run: _Run, epoch: int) -> None:
         "data": run.data_id,
         "epoch": epoch,
         "history": run.history,
-        "model": run.model.state_dict(),
+        "model": run.core.state_dict(),
         "optimizer": run.optimizer.state_dict(),
         "schedule": run.schedule.state_dict(),
         "scaler": run.scaler.state_dict(),
@@ -499,7 +529,8 @@ def _save_checkpoint(run: _Run, epoch: int) -> None:
     }
     if run.device.type == "cuda":
         state["rng_cuda"] = torch.cuda.get_rng_state()
-    _save_atomic(state, run.path)
+    if is_main():  # one writer; every rank holds the same weights and centers
+        _save_atomic(state, run.path)
 
 
 def _divergence(run: _Run, epoch: int, step: int, what: str) -> str:

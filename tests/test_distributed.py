@@ -1,0 +1,120 @@
+"""DistributedDataParallel through the one training loop, on 2 CPU processes with gloo.
+
+Both ranks must end with identical weights and centers, equal (to rounding) to one process
+training on the global batches, for both DDA scalings; and only rank 0 writes the
+checkpoint. The model has no BatchNorm, so the equality is exact up to float rounding.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import Tensor, nn
+
+from ferlib.data import TensorLoader
+from ferlib.training import TrainConfig, seed_everything, train
+
+K, BATCH, STEPS = 3, 8, 6  # per-rank batch; the global batch is twice as large
+
+
+class Net(nn.Module):
+    """A BatchNorm-free network: (B, 1, 4, 4) -> 2-D features -> K logits."""
+
+    num_classes, feat_dim = K, 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 2))
+        self.classifier = nn.Linear(2, K, bias=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.body(x)
+        return f, self.classifier(f)
+
+
+def data() -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, K, (2 * BATCH * STEPS,), generator=g)
+    x = torch.randn(K, 16, generator=g)[y] + 0.5 * torch.randn(len(y), 16, generator=g)
+    return x.view(-1, 1, 4, 4), y
+
+
+class Shard:
+    """Rank ``rank``'s half of each global batch of ``TensorLoader(x, y, 2 * BATCH)``."""
+
+    def __init__(self, x: Tensor, y: Tensor, rank: int, world: int) -> None:
+        self.full = TensorLoader(x, y, BATCH * world)
+        self.rank, self.world_size = rank, world
+        self.fingerprint = self.full.fingerprint
+
+    def __len__(self) -> int:
+        return len(self.full)
+
+    def __iter__(self):
+        for xb, yb in self.full:
+            yield xb[self.rank :: self.world_size], yb[self.rank :: self.world_size]
+
+
+def config(scaling: str) -> TrainConfig:
+    return TrainConfig(
+        epochs=2, lr=0.05, lr_step=10, lam=0.1, gamma=2.0, scaling=scaling, device="cpu"
+    )
+
+
+def _entry(rank: int, world: int, init: str, out: str, scaling: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        seed_everything(0)
+        model = Net()
+        x, y = data()
+        result = train(
+            model,
+            Shard(x, y, rank, world),
+            Shard(x, y, rank, world),
+            config(scaling),
+            checkpoint=os.path.join(out, "ckpt.pt"),
+            progress=False,
+        )
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        state["centers"] = result.centers.centers.clone()
+        state["test_acc"] = torch.tensor(result.history[-1]["test_acc"])
+        state["train_loss"] = torch.tensor(result.history[-1]["train_loss"])
+        torch.save(state, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("scaling", ["paper", "published"])
+def test_two_ranks_equal_one_process_on_the_global_batch(scaling):
+    seed_everything(0)
+    single_model = Net()
+    x, y = data()
+    single = train(
+        single_model,
+        TensorLoader(x, y, 2 * BATCH),
+        TensorLoader(x, y, 2 * BATCH),
+        config(scaling),
+        progress=False,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(_entry, args=(2, os.path.join(tmp, "init"), tmp, scaling), nprocs=2, join=True)
+        ranks = [torch.load(os.path.join(tmp, f"rank{r}.pt"), weights_only=True) for r in (0, 1)]
+        saved = torch.load(os.path.join(tmp, "ckpt.pt"), weights_only=True)
+        leftovers = sorted(p for p in os.listdir(tmp) if p.endswith(".tmp"))
+    assert leftovers == []
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), f"ranks differ in {key}"
+    expected = single_model.state_dict() | {"centers": single.centers.centers}
+    for key, value in expected.items():
+        assert torch.allclose(ranks[0][key], value, rtol=1e-4, atol=1e-6), key
+    # the epoch statistics and the test accuracy are over both shards, not one
+    assert float(ranks[0]["train_loss"]) == pytest.approx(
+        single.history[-1]["train_loss"], rel=1e-4
+    )
+    assert float(ranks[0]["test_acc"]) == pytest.approx(single.history[-1]["test_acc"])
+    assert saved["epoch"] == 1 and "module." not in next(iter(saved["model"]))
