@@ -8,7 +8,10 @@
 * :mod:`ferlib.data.rafdb`, :mod:`ferlib.data.affectnet`, :mod:`ferlib.data.fer2013`: the
   facial-expression datasets, read exactly as users receive them;
 * :mod:`ferlib.data.augment`: the paper's crops and normalisation on batches already on the
-  training device.
+  training device;
+* :mod:`ferlib.data.cache`, :mod:`ferlib.data.device`: a dataset decoded once into a cached
+  uint8 tensor, and loaders that keep batches on the training device (or stream a dataset
+  too large for memory through a DataLoader) and augment them there.
 
 Every public name is importable from ``ferlib.data`` itself.
 """
@@ -25,6 +28,8 @@ from ferlib.data.augment import (
     random_five_crop_flip,
     to_rgb,
 )
+from ferlib.data.cache import decode_dataset
+from ferlib.data.device import DeviceAugmentLoader, DeviceLoader, stream_loader
 from ferlib.data.fer2013 import FER2013, FER2013_CLASSES, FERPLUS_CLASSES
 from ferlib.data.images import CorruptImageError, DatasetNotFoundError
 from ferlib.data.loaders import TensorLoader, class_counts, fingerprint
@@ -61,16 +66,20 @@ __all__ = [
     "AffectNet",
     "CorruptImageError",
     "DatasetNotFoundError",
+    "DeviceAugmentLoader",
+    "DeviceLoader",
     "TensorLoader",
     "center_crop",
     "class_counts",
     "crop_offsets",
+    "decode_dataset",
     "default_data_root",
     "fingerprint",
     "load_mnist",
     "load_wmnist",
     "normalize",
     "random_five_crop_flip",
+    "stream_loader",
     "to_rgb",
     "wmnist_indices",
 ]
