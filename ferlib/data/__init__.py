@@ -9,6 +9,8 @@
   facial-expression datasets, read exactly as users receive them;
 * :mod:`ferlib.data.augment`: the paper's crops and normalisation on batches already on the
   training device;
+* :mod:`ferlib.data.synthetic`: a synthetic stand-in for RAF-DB (drawn faces in RAF-DB's
+  layout and class imbalance), for users without the licensed data;
 * :mod:`ferlib.data.cache`, :mod:`ferlib.data.device`: a dataset decoded once into a cached
   uint8 tensor, and loaders that keep batches on the training device (or stream a dataset
   too large for memory through a DataLoader) and augment them there.
@@ -45,6 +47,7 @@ from ferlib.data.mnist import (
 )
 from ferlib.data.rafdb import RAFDB, RAFDB_CLASSES, RAFDB_COUNTS
 from ferlib.data.root import default_data_root
+from ferlib.data.synthetic import StandinExistsError, make_standin, standin_counts
 
 __all__ = [
     "AFFECTNET_CLASSES",
@@ -68,6 +71,7 @@ __all__ = [
     "DatasetNotFoundError",
     "DeviceAugmentLoader",
     "DeviceLoader",
+    "StandinExistsError",
     "TensorLoader",
     "center_crop",
     "class_counts",
@@ -77,8 +81,10 @@ __all__ = [
     "fingerprint",
     "load_mnist",
     "load_wmnist",
+    "make_standin",
     "normalize",
     "random_five_crop_flip",
+    "standin_counts",
     "stream_loader",
     "to_rgb",
     "wmnist_indices",

@@ -1,0 +1,417 @@
+"""Facial-expression experiments (paper Sec. 4.2): ResNet-18 with softmax, center or DDA loss.
+
+One run trains :class:`ferlib.models.ResNet18` on RAF-DB, AffectNet, FER2013 or the synthetic
+stand-in through :func:`ferlib.training.train` (the course's one loop) and writes its result
+to ``out_dir``: ``<run>.json`` (accuracy, average per-class accuracy = the mean of the
+confusion matrix's diagonal as the paper reports it, per-class accuracy, the confusion
+matrix, the history, the machine) and, over every run in the folder, ``table.csv`` and
+``table.txt``. Results made on the stand-in say "synthetic stand-in" in every row and title.
+
+Profiles (:data:`PROFILES`):
+
+* ``rafdb-paper``: ImageNet init, 60 epochs, batch 64, lr 0.01 ÷10 every 20, λ = 0.01,
+  α = 0.5, γ = 5 (the paper's RAF-DB recipe), crops of 90 from 100;
+* ``affectnet-paper``: from scratch, 20 epochs, batch 128, lr 0.01 ÷10 every 5, γ = 4,
+  crops of 224 from 256;
+* ``cpu``: the stand-in at a quarter of RAF-DB's size, 48-pixel faces cropped to 43, for
+  2 CPU cores;
+* ``quick``: a tiny stand-in and two epochs, for tests (numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ferlib.data import (
+    FER2013,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RAFDB,
+    RAFDB_MEAN,
+    RAFDB_STD,
+    AffectNet,
+    default_data_root,
+)
+from ferlib.data.cache import decode_dataset
+from ferlib.data.device import DeviceLoader, stream_loader
+from ferlib.data.synthetic import make_standin
+from ferlib.losses import Scaling
+from ferlib.metrics import accuracy, confusion_matrix, mean_class_accuracy, per_class_accuracy
+from ferlib.models import ResNet18
+from ferlib.runtime import is_main, rank, world_size
+from ferlib.training import (
+    NonFiniteLossError,
+    TrainConfig,
+    pick_device,
+    predict,
+    seed_everything,
+    train,
+)
+
+__all__ = [
+    "CROPS",
+    "DATASETS",
+    "LOSSES",
+    "PROFILES",
+    "STANDIN_LABEL",
+    "FERProfile",
+    "load_data",
+    "run_fer",
+    "run_name",
+    "train_config",
+    "write_table",
+]
+
+DATASETS: tuple[str, ...] = ("rafdb", "affectnet", "fer2013", "standin")
+LOSSES: dict[str, tuple[bool, bool]] = {  # name -> (center term, DDA term)
+    "softmax": (False, False),
+    "center": (True, False),
+    "dda": (True, True),
+}
+STANDIN_LABEL = "synthetic stand-in"
+
+
+@dataclass(frozen=True)
+class FERProfile:
+    """How long, on how much data and with which recipe a FER run trains."""
+
+    name: str
+    epochs: int
+    batch_size: int
+    lr: float
+    lr_step: int
+    lr_decay: float = 0.1
+    pretrained: bool = False  # ImageNet initialisation of the backbone
+    lam: float = 0.01
+    gamma: float = 5.0
+    alpha: float = 0.5
+    grad_clip: float | None = None
+    max_loss: float | None = None
+    eval_every: int = 1
+    standin_scale: float = 1.0  # size of the stand-in, as a fraction of RAF-DB's counts
+    standin_size: int = 100  # side of the stand-in's images
+    crop: int | None = None  # training / test crop; None: the dataset's own (see CROPS)
+
+
+PROFILES: dict[str, FERProfile] = {
+    "rafdb-paper": FERProfile(
+        "rafdb-paper", epochs=60, batch_size=64, lr=0.01, lr_step=20, pretrained=True, gamma=5.0
+    ),
+    "affectnet-paper": FERProfile(
+        "affectnet-paper", epochs=20, batch_size=128, lr=0.01, lr_step=5, gamma=4.0
+    ),
+    "cpu": FERProfile(
+        "cpu",
+        epochs=12,
+        batch_size=64,
+        lr=0.01,
+        lr_step=8,
+        gamma=5.0,
+        grad_clip=10.0,
+        max_loss=1000.0,
+        eval_every=2,
+        standin_scale=0.25,
+        standin_size=48,
+        crop=43,
+    ),
+    "quick": FERProfile(
+        "quick",
+        epochs=2,
+        batch_size=32,
+        lr=0.01,
+        lr_step=2,
+        gamma=5.0,
+        grad_clip=10.0,
+        standin_scale=0.02,
+        standin_size=32,
+        crop=28,
+    ),
+}
+
+#: The paper's crops: (image side, crop side).
+CROPS: dict[str, tuple[int, int]] = {
+    "rafdb": (100, 90),
+    "standin": (100, 90),
+    "affectnet": (256, 224),
+    "fer2013": (48, 44),
+}
+
+
+def run_name(loss: str, scaling: Scaling, gamma: float) -> str:
+    """``softmax``, ``center``, or ``dda-<γ>-<scaling>``."""
+    return f"dda-{gamma:g}-{scaling}" if loss == "dda" else loss
+
+
+def load_data(
+    dataset: str,
+    profile: FERProfile,
+    device: torch.device,
+    root: str | Path | None = None,
+    *,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    progress: bool = True,
+) -> tuple[Any, Any, list[str]]:
+    """Training and test loaders on ``device`` and the class names of ``dataset``.
+
+    RAF-DB, FER2013 and the stand-in are decoded once into a uint8 tensor cached under
+    ``<data root>/cache`` and augmented on the device; AffectNet streams from disk through
+    a DataLoader with workers. Under DistributedDataParallel each rank reads its own shard.
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    data_root = Path(root) if root is not None else None
+    size, crop = CROPS[dataset]
+    if profile.crop is not None:
+        crop = profile.crop
+    mean, std = (
+        (RAFDB_MEAN, RAFDB_STD)
+        if dataset in ("rafdb", "standin")
+        else (
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+        )
+    )
+    shard = {"rank": rank, "world_size": world_size, "device": device}
+    if dataset == "affectnet":
+        train_set, test_set = AffectNet(data_root, "train"), AffectNet(data_root, "val")
+        common = {"crop": crop, "resize": size, "device": device, "seed": seed}
+        return (
+            stream_loader(
+                train_set,
+                profile.batch_size,
+                train=True,
+                rank=rank,
+                world_size=world_size,
+                **common,
+            ),
+            stream_loader(test_set, 256, train=False, rank=rank, world_size=world_size, **common),
+            list(train_set.classes),
+        )
+    if dataset == "standin":
+        folder = data_root or default_data_root() / "standin"
+        folder = folder / f"scale{profile.standin_scale:g}-size{profile.standin_size}"
+        make_standin(
+            folder, scale=profile.standin_scale, size=profile.standin_size, progress=progress
+        )
+        train_set, test_set = RAFDB(folder, "train"), RAFDB(folder, "test")
+        cache = folder / "cache"
+    elif dataset == "rafdb":
+        train_set, test_set = RAFDB(data_root, "train"), RAFDB(data_root, "test")
+        cache = (data_root or default_data_root()) / "cache"
+    else:
+        train_set, test_set = FER2013(data_root, "train"), FER2013(data_root, "test")
+        cache = None  # already in memory
+    loaders = []
+    for ds, is_train in ((train_set, True), (test_set, False)):
+        images, labels = decode_dataset(ds, cache_dir=cache, progress=progress)
+        loaders.append(
+            DeviceLoader(
+                images,
+                labels,
+                profile.batch_size if is_train else 256,
+                train=is_train,
+                crop=crop,
+                mean=mean,
+                std=std,
+                seed=seed,
+                fingerprint=ds.fingerprint,
+                **shard,
+            )
+        )
+    return loaders[0], loaders[1], list(train_set.classes)
+
+
+def train_config(
+    profile: FERProfile,
+    loss: str,
+    scaling: Scaling,
+    seed: int,
+    gamma: float | None = None,
+    device: torch.device | None = None,
+) -> TrainConfig:
+    """The :class:`TrainConfig` of one run on ``device``.
+
+    The channels-last memory layout is used on CUDA only: on the CPU it made ResNet-18
+    (whose BatchNorm layers have no fast channels-last CPU path) 3 to 40 times slower
+    than the default layout in a side-by-side measurement (``benchmarks/bench_fer.py``).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
+    center, dda = LOSSES[loss]
+    return TrainConfig(
+        epochs=profile.epochs,
+        lr=profile.lr,
+        lr_step=profile.lr_step,
+        lr_decay=profile.lr_decay,
+        grad_clip=profile.grad_clip,
+        max_loss=profile.max_loss,
+        eval_every=profile.eval_every,
+        lam=profile.lam if center else 0.0,
+        gamma=(profile.gamma if gamma is None else gamma) if dda else 0.0,
+        alpha=profile.alpha,
+        scaling=scaling,
+        seed=seed,
+        channels_last=device is not None and device.type == "cuda",
+    )
+
+
+def run_fer(
+    dataset: str = "standin",
+    loss: str = "dda",
+    profile: str | FERProfile = "cpu",
+    *,
+    scaling: Scaling = "paper",
+    gamma: float | None = None,
+    seed: int = 0,
+    root: str | Path | None = None,
+    out_dir: str | Path | None = None,
+    checkpoints: str | Path | None = None,
+    progress: bool = True,
+    data: tuple[Any, Any, list[str]] | None = None,
+    sync_bn: bool = False,
+) -> dict[str, Any]:
+    """Train one run and write its result; returns the result (see the module docstring).
+
+    ``data`` passes loaders from :func:`load_data` so that several runs share one decode.
+    A run that diverges is recorded as diverged, without accuracies.
+    """
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    out = Path(out_dir) if out_dir is not None else Path("results") / dataset
+    device = pick_device()  # under torchrun: this process's GPU
+    config = train_config(prof, loss, scaling, seed, gamma, device)
+    config.sync_bn = sync_bn
+    name = run_name(loss, scaling, config.gamma)
+    train_loader, test_loader, classes = data or load_data(
+        dataset,
+        prof,
+        device,
+        root,
+        seed=seed,
+        rank=rank(),
+        world_size=world_size(),
+        progress=progress and is_main(),
+    )
+    seed_everything(seed)
+    model = ResNet18(len(classes), weights="imagenet" if prof.pretrained else None)
+    ckpt_dir = Path(checkpoints) if checkpoints is not None else out / "checkpoints"
+    label = f"{dataset} ({STANDIN_LABEL})" if dataset == "standin" else dataset
+    result: dict[str, Any] = {
+        "run": name,
+        "dataset": label,
+        "loss": loss,
+        "lam": config.lam,
+        "gamma": config.gamma,
+        "scaling": scaling,
+        "seed": seed,
+        "profile": asdict(prof),
+        "classes": classes,
+        "machine": _machine(device),
+    }
+    tic = time.perf_counter()
+    try:
+        fit = train(
+            model,
+            train_loader,
+            test_loader,
+            config,
+            checkpoint=ckpt_dir / f"{prof.name}-{name}-seed{seed}.pt",
+            progress=progress,
+            desc=f"{label} {name}",
+        )
+    except NonFiniteLossError as err:
+        result |= {"status": "diverged", "error": str(err), "history": err.history}
+    else:
+        _, preds, labels = predict(model, test_loader)
+        k = len(classes)
+        result |= {
+            "status": "ok",
+            "accuracy": round(accuracy(preds, labels), 2),
+            "mean_class_accuracy": round(mean_class_accuracy(preds, labels, k), 2),
+            "per_class_accuracy": [
+                round(float(a), 2) for a in per_class_accuracy(preds, labels, k)
+            ],
+            "confusion_matrix": confusion_matrix(preds, labels, k).tolist(),
+            "history": fit.history,
+        }
+    result["seconds"] = round(time.perf_counter() - tic, 1)
+    result["world_size"] = world_size()
+    if not is_main():  # rank 0 writes; every rank returns the same (gathered) result
+        return result
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{prof.name}-{name}-seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+    write_table(out)
+    return result
+
+
+def write_table(out: str | Path) -> list[dict[str, Any]]:
+    """``table.csv`` and ``table.txt`` over every run result in ``out``; returns the rows."""
+    out = Path(out)
+    runs = [json.loads(p.read_text()) for p in sorted(out.glob("*-seed*.json"))]
+    rows = []
+    for r in runs:
+        ok = r["status"] == "ok"
+        rows.append(
+            {
+                "dataset": r["dataset"],
+                "profile": r["profile"]["name"],
+                "run": r["run"],
+                "seed": r["seed"],
+                "status": r["status"],
+                "accuracy": r["accuracy"] if ok else "",
+                "mean_class_accuracy": r["mean_class_accuracy"] if ok else "",
+                **{
+                    f"acc_{c}": (r["per_class_accuracy"][i] if ok else "")
+                    for i, c in enumerate(r["classes"])
+                },
+            }
+        )
+    if rows:
+        with open(out / "table.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        (out / "table.txt").write_text(format_table(runs) + "\n")
+    return rows
+
+
+def format_table(runs: list[dict[str, Any]]) -> str:
+    """Accuracy and average per-class accuracy per run, with per-class accuracy."""
+    if not runs:
+        return ""
+    classes = runs[0]["classes"]
+    title = f"{runs[0]['dataset']}: test accuracy (%)"
+    head = f"{'run':<22} {'seed':>4} {'acc':>7} {'avg':>7}" + "".join(
+        f" {c[:8]:>8}" for c in classes
+    )
+    lines = [title, head, "-" * len(head)]
+    for r in runs:
+        row = f"{r['run']:<22} {r['seed']:>4}"
+        if r["status"] != "ok":
+            lines.append(f"{row} {'diverged':>15}")
+            continue
+        row += f" {r['accuracy']:>7.2f} {r['mean_class_accuracy']:>7.2f}"
+        lines.append(row + "".join(f" {a:>8.1f}" for a in r["per_class_accuracy"]))
+    return "\n".join(lines)
+
+
+def _machine(device: torch.device) -> dict[str, Any]:
+    import platform
+
+    info = {
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
