@@ -23,11 +23,14 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
+from torch import Tensor
 
 from ferlib.data import (
     FER2013,
@@ -45,7 +48,7 @@ from ferlib.data.synthetic import make_standin
 from ferlib.losses import Scaling
 from ferlib.metrics import accuracy, confusion_matrix, mean_class_accuracy, per_class_accuracy
 from ferlib.models import ResNet18
-from ferlib.runtime import is_main, rank, world_size
+from ferlib.runtime import is_distributed, is_main, rank, world_size
 from ferlib.training import (
     NonFiniteLossError,
     TrainConfig,
@@ -196,23 +199,26 @@ def load_data(
             stream_loader(test_set, 256, train=False, rank=rank, world_size=world_size, **common),
             list(train_set.classes),
         )
-    if dataset == "standin":
-        folder = data_root or default_data_root() / "standin"
-        folder = folder / f"scale{profile.standin_scale:g}-size{profile.standin_size}"
-        make_standin(
-            folder, scale=profile.standin_scale, size=profile.standin_size, progress=progress
-        )
-        train_set, test_set = RAFDB(folder, "train"), RAFDB(folder, "test")
-        cache = folder / "cache"
-    elif dataset == "rafdb":
-        train_set, test_set = RAFDB(data_root, "train"), RAFDB(data_root, "test")
-        cache = (data_root or default_data_root()) / "cache"
-    else:
-        train_set, test_set = FER2013(data_root, "train"), FER2013(data_root, "test")
-        cache = None  # already in memory
+
+    def prepare() -> list[tuple[Any, Tensor, Tensor]]:
+        if dataset == "standin":
+            folder = data_root or default_data_root() / "standin"
+            folder = folder / f"scale{profile.standin_scale:g}-size{profile.standin_size}"
+            make_standin(
+                folder, scale=profile.standin_scale, size=profile.standin_size, progress=progress
+            )
+            sets, cache = (RAFDB(folder, "train"), RAFDB(folder, "test")), folder / "cache"
+        elif dataset == "rafdb":
+            sets = RAFDB(data_root, "train"), RAFDB(data_root, "test")
+            cache = (data_root or default_data_root()) / "cache"
+        else:
+            sets, cache = (FER2013(data_root, "train"), FER2013(data_root, "test")), None
+        return [(ds, *decode_dataset(ds, cache_dir=cache, progress=progress)) for ds in sets]
+
+    # under torchrun, rank 0 draws the stand-in and writes the cache; the others then read it
+    decoded = _rank_zero_first(prepare, rank, world_size)
     loaders = []
-    for ds, is_train in ((train_set, True), (test_set, False)):
-        images, labels = decode_dataset(ds, cache_dir=cache, progress=progress)
+    for (ds, images, labels), is_train in zip(decoded, (True, False), strict=True):
         loaders.append(
             DeviceLoader(
                 images,
@@ -227,7 +233,20 @@ def load_data(
                 **shard,
             )
         )
-    return loaders[0], loaders[1], list(train_set.classes)
+    return loaders[0], loaders[1], list(decoded[0][0].classes)
+
+
+def _rank_zero_first(fn: Callable[[], Any], rank: int, world_size: int) -> Any:
+    """Run ``fn`` on rank 0 first and on the other ranks after it (files it writes, such as
+    a stand-in or a cache, are then complete before anyone else reads them)."""
+    if world_size == 1 or not is_distributed():
+        return fn()
+    if rank != 0:
+        dist.barrier()
+    result = fn()
+    if rank == 0:
+        dist.barrier()
+    return result
 
 
 def train_config(

@@ -414,6 +414,7 @@ def _train_epoch(run: _Run, loader: BatchLoader, epoch: int, bar: tqdm) -> dict[
         bar.update()
     if is_distributed():  # the epoch's statistics over every rank's shard
         dist.all_reduce(sums)
+        _average_buffers(run.core)
     means = (sums[:6] / sums[6]).tolist()  # the one host synchronisation of the epoch
     return {
         "epoch": epoch + 1,
@@ -426,6 +427,18 @@ def _train_epoch(run: _Run, loader: BatchLoader, epoch: int, bar: tqdm) -> dict[
         "feature_norm": means[5],
         "seconds": time.perf_counter() - tic,
     }
+
+
+@torch.no_grad()
+def _average_buffers(module: nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm running statistics) over the ranks, so
+    that every rank evaluates and checkpoints the same network. (DDP hands rank 0's buffers
+    to the others before each forward pass, but each rank's last pass updates its own.)"""
+    world = dist.get_world_size()
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.all_reduce(buffer)
+            buffer.div_(world)
 
 
 def _step(run: _Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -118,3 +118,44 @@ def test_two_ranks_equal_one_process_on_the_global_batch(scaling):
     )
     assert float(ranks[0]["test_acc"]) == pytest.approx(single.history[-1]["test_acc"])
     assert saved["epoch"] == 1 and "module." not in next(iter(saved["model"]))
+
+
+def _standin_entry(rank: int, world: int, init: str, out: str, root: str) -> None:
+    from ferlib.fer import PROFILES, load_data
+    from ferlib.models import ResNet18
+
+    dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        train_loader, test_loader, classes = load_data(
+            "standin",
+            PROFILES["quick"],
+            torch.device("cpu"),
+            root,
+            rank=rank,
+            world_size=world,
+            progress=False,
+        )
+        seed_everything(rank)  # different init per rank: DDP must broadcast rank 0's
+        model = ResNet18(len(classes))
+        cfg = TrainConfig(epochs=1, lr=0.01, lam=0.01, gamma=1.0, device="cpu", channels_last=False)
+        result = train(model, train_loader, test_loader, cfg, progress=False)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        state["centers"] = result.centers.centers.clone()
+        torch.save(state, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_resnet_on_the_standin_ends_identical_on_both_ranks(tmp_path):
+    """ResNet-18 (with BatchNorm, whose running statistics DDP broadcasts from rank 0) on
+    the quick stand-in, each rank reading its own shard: weights, buffers and centers end
+    identical on both ranks. Both ranks start together on a stand-in that does not exist
+    yet: rank 0 draws it and fills the cache first."""
+    root = tmp_path / "standin"  # not there yet: rank 0 draws it while rank 1 waits
+    args = (2, str(tmp_path / "init"), str(tmp_path), str(root))
+    mp.spawn(_standin_entry, args=args, nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert ranks[0].keys() == ranks[1].keys()
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), f"ranks differ in {key}"

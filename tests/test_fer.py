@@ -93,3 +93,28 @@ def test_train_config_follows_the_profile_and_the_loss():
     assert not softmax.channels_last  # no CUDA given: the CPU layout
     with pytest.raises(ValueError, match="loss must be one of"):
         train_config(prof, "arcface", "paper", 0)
+
+
+def test_cli_trains_and_evaluates_on_the_standin(standin, tmp_path, capsys):
+    from ferlib.cli import main
+
+    root, _ = standin
+    out = tmp_path / "standin"
+    args = ["fer", "--dataset", "standin", "--profile", "quick", "--loss", "softmax", "dda"]
+    code = main([*args, "--data-root", str(root), "--out", str(out), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert STANDIN_LABEL in printed and "dda-5-paper" in printed and "softmax" in printed
+    runs = sorted(p.name for p in out.glob("*.json"))
+    assert runs == ["quick-dda-5-paper-seed0.json", "quick-softmax-seed0.json"]
+
+
+def test_cli_says_where_it_looked_for_a_missing_dataset(tmp_path, capsys):
+    from ferlib.cli import main
+
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    args = ["fer", "--dataset", "rafdb", "--profile", "quick", "--data-root", str(empty)]
+    assert main([*args, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "RAF-DB not found" in err and str(empty) in err
