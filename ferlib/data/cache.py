@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ferlib.data.images import describe
+
 __all__ = ["cache_file", "decode_dataset"]
 
 
@@ -117,11 +119,7 @@ def _save_atomic(images: Tensor, labels: Tensor, path: Path) -> None:
 
 def _check_item(image: object, dataset: Any, index: int) -> Tensor:
     if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3:
-        got = (
-            f"{image.dtype} tensor of shape {tuple(image.shape)}"
-            if isinstance(image, Tensor)
-            else type(image).__name__
-        )
+        got = describe(image)
         raise TypeError(
             f"decode_dataset: expected each item's image as a uint8 tensor (C, H, W), got a "
             f"{got} from {_describe(dataset, index)}; build the dataset without a transform "

@@ -43,6 +43,7 @@ from ferlib.data.augment import (
     random_five_crop_flip,
     to_rgb,
 )
+from ferlib.data.images import describe
 from ferlib.data.loaders import fingerprint as data_fingerprint
 
 __all__ = ["DeviceAugmentLoader", "DeviceLoader", "EpochShuffle", "ResizeCollate", "stream_loader"]
@@ -184,11 +185,7 @@ class DeviceLoader:
     ) -> None:
         where = "DeviceLoader"
         if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-            got = (
-                f"{images.dtype} tensor of shape {tuple(images.shape)}"
-                if isinstance(images, Tensor)
-                else type(images).__name__
-            )
+            got = describe(images)
             raise TypeError(
                 f"{where}: expected images as a uint8 tensor (N, C, H, W) (values 0-255, "
                 f"before normalisation), got a {got}"
@@ -419,11 +416,7 @@ class DeviceAugmentLoader:
                 )
             images, labels = batch
             if not isinstance(images, Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
-                got = (
-                    f"{images.dtype} tensor of shape {tuple(images.shape)}"
-                    if isinstance(images, Tensor)
-                    else type(images).__name__
-                )
+                got = describe(images)
                 raise TypeError(
                     "DeviceAugmentLoader: expected uint8 image batches (B, C, H, W) from the "
                     f"loader (augmentation and normalisation happen here), got a {got}"
@@ -481,11 +474,7 @@ class ResizeCollate:
         images = []
         for image, _ in items:
             if not isinstance(image, Tensor) or image.dtype != torch.uint8 or image.ndim != 3:
-                got = (
-                    f"{image.dtype} tensor of shape {tuple(image.shape)}"
-                    if isinstance(image, Tensor)
-                    else type(image).__name__
-                )
+                got = describe(image)
                 raise TypeError(
                     "stream_loader: expected each item's image as a uint8 tensor (C, H, W) "
                     f"(build the dataset without a transform), got a {got}"

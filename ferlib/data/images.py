@@ -13,7 +13,13 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-__all__ = ["CorruptImageError", "DatasetNotFoundError", "missing_dataset", "read_image"]
+__all__ = [
+    "CorruptImageError",
+    "DatasetNotFoundError",
+    "describe",
+    "missing_dataset",
+    "read_image",
+]
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -62,3 +68,11 @@ def read_image(path: str | Path, mode: str = "RGB") -> Tensor:
         ) from err
     tensor = torch.from_numpy(array.copy())
     return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def describe(value: object) -> str:
+    """What an error message says a value was: ``"float32 tensor of shape (2, 3)"``, or its
+    type's name for anything that is not a tensor."""
+    if isinstance(value, Tensor):
+        return f"{value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
