@@ -259,9 +259,9 @@ def train_config(
 ) -> TrainConfig:
     """The :class:`TrainConfig` of one run on ``device``.
 
-    The channels-last memory layout is used on CUDA only: on the CPU it made ResNet-18
-    (whose BatchNorm layers have no fast channels-last CPU path) 3 to 40 times slower
-    than the default layout in a side-by-side measurement (``benchmarks/bench_fer.py``).
+    The channels-last memory layout is used on CUDA only: on the CPU it was no faster for
+    ResNet-18 than the default layout (0.88x at 43-pixel crops, 0.98x at 90, measured side
+    by side by ``benchmarks/bench_fer.py``; ``results/benchmarks/bench_fer_cpu*.txt``).
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {list(LOSSES)}, got {loss!r}")
