@@ -48,7 +48,7 @@ from ferlib.data.synthetic import make_standin
 from ferlib.losses import Scaling
 from ferlib.metrics import accuracy, confusion_matrix, mean_class_accuracy, per_class_accuracy
 from ferlib.models import ResNet18
-from ferlib.runtime import is_distributed, is_main, rank, world_size
+from ferlib.runtime import is_distributed, is_main, machine_description, rank, world_size
 from ferlib.training import (
     NonFiniteLossError,
     TrainConfig,
@@ -333,7 +333,7 @@ def run_fer(
         "seed": seed,
         "profile": asdict(prof),
         "classes": classes,
-        "machine": _machine(device),
+        "machine": machine_description(device),
     }
     tic = time.perf_counter()
     try:
@@ -420,17 +420,3 @@ def format_table(runs: list[dict[str, Any]]) -> str:
         row += f" {r['accuracy']:>7.2f} {r['mean_class_accuracy']:>7.2f}"
         lines.append(row + "".join(f" {a:>8.1f}" for a in r["per_class_accuracy"]))
     return "\n".join(lines)
-
-
-def _machine(device: torch.device) -> dict[str, Any]:
-    import platform
-
-    info = {
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info

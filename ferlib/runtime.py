@@ -9,6 +9,7 @@ The bottom layer of ferlib: it imports nothing from the rest of the library. Und
 from __future__ import annotations
 
 import os
+import platform
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ __all__ = [
     "distributed",
     "is_distributed",
     "is_main",
+    "machine_description",
     "pick_device",
     "rank",
     "seed_everything",
@@ -87,3 +89,20 @@ def distributed(backend: str | None = None) -> Iterator[torch.device]:
     finally:
         if started:
             dist.destroy_process_group()
+
+
+def machine_description(device: torch.device | None = None) -> dict[str, object]:
+    """Where a result came from: platform, processor, torch, CPU threads and the device
+    (``pick_device()`` when not given; a GPU's name under CUDA). Every results file
+    records it."""
+    device = device or pick_device()
+    info: dict[str, object] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": "cpu" if device.type == "cpu" else str(device),
+    }
+    if device.type == "cuda":
+        info["device"] = torch.cuda.get_device_name(device)
+    return info

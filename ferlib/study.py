@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
@@ -44,6 +43,7 @@ from ferlib.plots import (
     plot_feature_panels,
     plot_per_class_accuracy,
 )
+from ferlib.runtime import machine_description
 from ferlib.training import NonFiniteLossError, TrainConfig, predict, seed_everything, train
 
 #: The paper's Table 1 (MNIST test accuracy, %), for comparison.
@@ -262,20 +262,6 @@ def run_study(
     }
     write_results(table, out, panels, class_counts(y_train, 10), prof.minority)
     return table
-
-
-def machine_description() -> dict[str, Any]:
-    """Where a result came from: CPU/GPU, threads, library versions."""
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "device": "cpu",
-    }
-    if torch.cuda.is_available():
-        info["device"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def format_table(table: dict[str, Any], minority: list[int] | None = None) -> str:
