@@ -34,6 +34,7 @@ __all__ = [
     "REPO_URL",
     "environment_report",
     "in_colab",
+    "leave_student_folder",
     "print_environment",
     "profile",
     "quiet",
@@ -80,6 +81,19 @@ def profile() -> str:
 def in_colab() -> bool:
     """True inside a Google Colab runtime."""
     return "google.colab" in sys.modules
+
+
+def leave_student_folder() -> None:
+    """Work from ``notebooks/`` when the notebook runs in ``notebooks/student/``.
+
+    The student edition (``notebooks/student/``, see :mod:`ferlib.classroom`) calls this in
+    its first cell so that ``../results`` and ``../data`` mean what they mean for the
+    instructor edition. Anywhere else (Colab's clone after the bootstrap, the grader) it
+    does nothing.
+    """
+    here = Path.cwd()
+    if here.name == "student" and any(here.parent.glob("*.ipynb")):
+        os.chdir(here.parent)
 
 
 def _device_name() -> str:
