@@ -4,8 +4,10 @@ One run trains :class:`ferlib.models.ResNet18` on RAF-DB, AffectNet, FER2013 or 
 stand-in through :func:`ferlib.training.train` (the course's one loop) and writes its result
 to ``out_dir``: ``<run>.json`` (accuracy, average per-class accuracy = the mean of the
 confusion matrix's diagonal as the paper reports it, per-class accuracy, the confusion
-matrix, the history, the machine) and, over every run in the folder, ``table.csv`` and
-``table.txt``. Results made on the stand-in say "synthetic stand-in" in every row and title.
+matrix, the history, the machine), ``<run>-test.npz`` (the test set's 512-D features as
+float16, predictions and labels: for t-SNE and for picking example faces without the model)
+and, over every run in the folder, ``table.csv`` and ``table.txt``. Results made on the
+stand-in say "synthetic stand-in" in every row and title.
 
 Profiles (:data:`PROFILES`):
 
@@ -28,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -60,14 +63,19 @@ from ferlib.training import (
 
 __all__ = [
     "CROPS",
+    "DACL_RAFDB",
     "DATASETS",
     "LOSSES",
+    "PAPER_TABLE2",
     "PROFILES",
     "STANDIN_LABEL",
     "FERProfile",
+    "find_rafdb",
     "load_data",
+    "load_test_outputs",
     "run_fer",
     "run_name",
+    "save_test_outputs",
     "train_config",
     "write_table",
 ]
@@ -79,6 +87,17 @@ LOSSES: dict[str, tuple[bool, bool]] = {  # name -> (center term, DDA term)
     "dda": (True, True),
 }
 STANDIN_LABEL = "synthetic stand-in"
+
+#: The paper's Table 2 on RAF-DB (ResNet-18): (accuracy %, average per-class accuracy %).
+PAPER_TABLE2: dict[str, tuple[float, float]] = {
+    "softmax": (85.56, 77.28),
+    "center": (86.25, 77.81),
+    "dda": (86.99, 79.71),
+}
+#: The authors' follow-up (Farzaneh & Qi, "Facial Expression Recognition in the Wild via
+#: Deep Attentive Center Loss", WACV 2021), RAF-DB accuracy (%) with a ResNet-18 initialised
+#: from face recognition: their softmax and center-loss baselines, and DACL.
+DACL_RAFDB: dict[str, float] = {"softmax": 86.54, "center": 87.06, "dacl": 87.78}
 
 
 @dataclass(frozen=True)
@@ -236,6 +255,61 @@ def load_data(
     return loaders[0], loaders[1], list(decoded[0][0].classes)
 
 
+def find_rafdb(root: str | Path | None = None) -> Path | None:
+    """The RAF-DB root under ``root`` (default: the data root, ``$FERLIB_DATA`` or ``data/``),
+    or None when there is none.
+
+    Looks for the official ``basic/`` release (or the re-upload with ``DATASET/``) in
+    ``<root>/RAF-DB``, ``<root>/rafdb`` and ``<root>`` itself; a folder that holds a
+    synthetic stand-in (its ``standin.json``) is never taken for the real dataset.
+    """
+    base = Path(root) if root is not None else default_data_root()
+    for folder in (base / "RAF-DB", base / "rafdb", base):
+        if (folder / "standin.json").exists() or (folder / "basic" / "standin.json").exists():
+            continue
+        if (folder / "basic").is_dir() or (folder / "DATASET").is_dir():
+            return folder
+    return None
+
+
+def save_test_outputs(
+    path: str | Path, features: Tensor, predictions: Tensor, labels: Tensor
+) -> Path:
+    """Write a run's test outputs to ``path`` (.npz): features (N, D) as float16,
+    predictions (N,) and labels (N,) as uint8. About 1 KB per test image at D = 512."""
+    n = len(labels)
+    if features.ndim != 2 or len(features) != n or predictions.shape != (n,):
+        raise ValueError(
+            "save_test_outputs: expected features (N, D), predictions (N,) and labels (N,), "
+            f"got {tuple(features.shape)}, {tuple(predictions.shape)}, {tuple(labels.shape)}"
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(
+        path,
+        features=features.cpu().numpy().astype(np.float16),
+        predictions=predictions.cpu().numpy().astype(np.uint8),
+        labels=labels.cpu().numpy().astype(np.uint8),
+    )
+    return path
+
+
+def load_test_outputs(path: str | Path) -> tuple[Tensor, Tensor, Tensor]:
+    """``(features (N, D) float32, predictions (N,), labels (N,))`` saved by a run."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"load_test_outputs: {path} does not exist; a run of run_fer writes "
+            "<out>/<profile>-<run>-seed<s>-test.npz beside its JSON"
+        )
+    with np.load(path) as z:
+        return (
+            torch.from_numpy(z["features"].astype(np.float32)),
+            torch.from_numpy(z["predictions"].astype(np.int64)),
+            torch.from_numpy(z["labels"].astype(np.int64)),
+        )
+
+
 def _rank_zero_first(fn: Callable[[], Any], rank: int, world_size: int) -> Any:
     """Run ``fn`` on rank 0 first and on the other ranks after it (files it writes, such as
     a stand-in or a cache, are then complete before anyone else reads them)."""
@@ -349,7 +423,7 @@ def run_fer(
     except NonFiniteLossError as err:
         result |= {"status": "diverged", "error": str(err), "history": err.history}
     else:
-        _, preds, labels = predict(model, test_loader)
+        feats, preds, labels = predict(model, test_loader)
         k = len(classes)
         result |= {
             "status": "ok",
@@ -366,7 +440,10 @@ def run_fer(
     if not is_main():  # rank 0 writes; every rank returns the same (gathered) result
         return result
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{prof.name}-{name}-seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+    stem = f"{prof.name}-{name}-seed{seed}"
+    if result["status"] == "ok":
+        save_test_outputs(out / f"{stem}-test.npz", feats, preds, labels)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     write_table(out)
     return result
 
