@@ -8,7 +8,12 @@
 #    the second epoch's time and images/s (the first includes warm-up);
 # 3. runs benchmarks/bench_fer.py: data path / model ratio (target >= 2), ferlib loop /
 #    hand-written loop (target >= 0.95), channels-last / default layout;
-# 4. with two or more GPUs, a 2-GPU torchrun smoke run (NCCL) of the quick profile.
+# 4. with two or more GPUs, a 2-GPU torchrun smoke run (NCCL) of the quick profile;
+# 5. only with WMNIST_PAPER=1 (off by default: far longer than the rest), the W-MNIST study
+#    with the `paper` profile (paper-scale W-MNIST, 100 epochs), printing its Table 1
+#    (benchmarks/wmnist_paper.sh; MNIST must be in data/MNIST/raw or MNIST_ROOT/MNIST/raw).
+#
+#   WMNIST_PAPER=1 bash benchmarks/gpu_check.sh
 #
 # Expected output (numbers are this format, not these values):
 #   == GPU: NVIDIA <name>, torch <version>, CUDA <version>
@@ -19,6 +24,8 @@
 #   (b) ferlib's train() vs a hand-written loop, center + DDA (target >= 0.95) ... ratio <r>
 #   (c) memory layout of ResNet-18 train steps ... ratio <r>
 #   == 2-GPU torchrun: ok, world size 2 (or: skipped, <k> GPU)
+#   == W-MNIST study, profile paper, DDA scaling paper      (only with WMNIST_PAPER=1)
+#   run  λ  γ  paper %  ours %  d2 d5 d8  NCM %  d2 d5 d8   (one line per run of Table 1)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 py=${PYTHON:-.venv/bin/python}
@@ -70,4 +77,10 @@ if [ "$gpus" -ge 2 ]; then
 print(f\"== 2-GPU torchrun: {r['status']}, world size {r['world_size']}\")"
 else
     echo "== 2-GPU torchrun: skipped, $gpus GPU"
+fi
+
+if [ "${WMNIST_PAPER:-0}" = 1 ]; then
+    OUT="$out" PYTHON="$py" bash benchmarks/wmnist_paper.sh
+else
+    echo "== W-MNIST paper profile: skipped (WMNIST_PAPER=1 to run it)"
 fi

@@ -46,6 +46,23 @@ def main(argv: list[str] | None = None) -> int:
     stab.add_argument("--out", type=Path, default=Path("results/stability"))
     stab.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
 
+    scale = sub.add_parser(
+        "scale", help="W-MNIST accuracy against training-set size (equal steps, equal epochs)"
+    )
+    scale.add_argument("--base", choices=sorted(PROFILES), default="cpu", help="base recipe")
+    scale.add_argument("--sizes", type=int, nargs="+", default=None, help="equal-steps arm")
+    scale.add_argument("--epoch-sizes", type=int, nargs="*", default=None, help="epochs arm")
+    scale.add_argument("--epochs", type=int, default=None, help="epochs of the epochs arm")
+    scale.add_argument("--losses", nargs="+", choices=["softmax", "dda-7"], default=None)
+    scale.add_argument("--seeds", type=int, nargs="+", default=[0])
+    scale.add_argument(
+        "--reuse", type=Path, nargs="*", default=[], help="studies' table1.json on the base"
+    )
+    scale.add_argument("--data-root", type=Path, default=None, help="folder holding MNIST/raw")
+    scale.add_argument("--out", type=Path, default=Path("results/wmnist-scale"))
+    scale.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
+    scale.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
     one.add_argument("--lam", type=float, default=0.01, help="λ (0 with γ = 0: softmax only)")
@@ -104,7 +121,39 @@ def main(argv: list[str] | None = None) -> int:
         return _study(args)
     if args.command == "stability":
         return _stability(args)
+    if args.command == "scale":
+        return _scale(args)
     return _train(args)
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from ferlib import study
+
+    try:
+        table = study.run_scale(
+            args.out,
+            base=args.base,
+            sizes=tuple(args.sizes) if args.sizes is not None else study.SCALE_SIZES,
+            epoch_sizes=(
+                tuple(args.epoch_sizes) if args.epoch_sizes is not None else study.SCALE_EPOCH_SIZES
+            ),
+            epochs=args.epochs if args.epochs is not None else study.SCALE_EPOCHS,
+            losses=tuple(args.losses) if args.losses else tuple(study.SCALE_LOSSES),
+            seeds=tuple(args.seeds),
+            reuse=tuple(args.reuse),
+            root=args.data_root,
+            checkpoints=args.checkpoints,
+            progress=not args.no_progress,
+        )
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"\nW-MNIST scale experiment, base profile {args.base!r}, seeds {args.seeds}")
+    print(f"training time {table['train_seconds_all_runs']:.0f} s on ", end="")
+    print(f"{table['machine']['processor']}\n")
+    print(study.format_scale(table))
+    print(f"\nresults written to {args.out}/")
+    return 0
 
 
 def _study(args: argparse.Namespace) -> int:
