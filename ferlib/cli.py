@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale", help="W-MNIST accuracy against training-set size (equal steps, equal epochs)"
     )
     scale.add_argument("--base", choices=sorted(PROFILES), default="cpu", help="base recipe")
-    scale.add_argument("--sizes", type=int, nargs="+", default=None, help="equal-steps arm")
+    scale.add_argument("--sizes", type=int, nargs="*", default=None, help="equal-steps arm")
     scale.add_argument("--epoch-sizes", type=int, nargs="*", default=None, help="epochs arm")
     scale.add_argument("--epochs", type=int, default=None, help="epochs of the epochs arm")
     scale.add_argument("--losses", nargs="+", choices=["softmax", "dda-7"], default=None)
@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     scale.add_argument("--out", type=Path, default=Path("results/wmnist-scale"))
     scale.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
     scale.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    scale.add_argument(
+        "--merge", type=Path, nargs="+", default=None, help="merge these scale.json into OUT"
+    )
 
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
@@ -130,21 +133,26 @@ def _scale(args: argparse.Namespace) -> int:
     from ferlib import study
 
     try:
-        table = study.run_scale(
-            args.out,
-            base=args.base,
-            sizes=tuple(args.sizes) if args.sizes is not None else study.SCALE_SIZES,
-            epoch_sizes=(
-                tuple(args.epoch_sizes) if args.epoch_sizes is not None else study.SCALE_EPOCH_SIZES
-            ),
-            epochs=args.epochs if args.epochs is not None else study.SCALE_EPOCHS,
-            losses=tuple(args.losses) if args.losses else tuple(study.SCALE_LOSSES),
-            seeds=tuple(args.seeds),
-            reuse=tuple(args.reuse),
-            root=args.data_root,
-            checkpoints=args.checkpoints,
-            progress=not args.no_progress,
-        )
+        if args.merge:  # runs trained by other processes: no training
+            table = study.merge_scale(args.out, tuple(args.merge))
+        else:
+            table = study.run_scale(
+                args.out,
+                base=args.base,
+                sizes=tuple(args.sizes) if args.sizes is not None else study.SCALE_SIZES,
+                epoch_sizes=(
+                    tuple(args.epoch_sizes)
+                    if args.epoch_sizes is not None
+                    else study.SCALE_EPOCH_SIZES
+                ),
+                epochs=args.epochs if args.epochs is not None else study.SCALE_EPOCHS,
+                losses=tuple(args.losses) if args.losses else tuple(study.SCALE_LOSSES),
+                seeds=tuple(args.seeds),
+                reuse=tuple(args.reuse),
+                root=args.data_root,
+                checkpoints=args.checkpoints,
+                progress=not args.no_progress,
+            )
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -220,3 +220,29 @@ def test_equal_steps_runs_at_the_base_size_are_the_studys_runs_and_can_be_reused
         assert row[key] == trained[key], key
     with pytest.raises(ValueError, match="base profile"):
         run_scale(tmp_path / "other", progress=False, **(args | {"base": replace(base, lr=0.5)}))
+
+
+def test_merge_scale_joins_arms_trained_by_two_processes(tiny_scale, tmp_path, capsys):
+    table = tiny_scale[0]
+    for name, arm in (("a", "steps"), ("b", "epochs")):
+        part = table | {"runs": {k: r for k, r in table["runs"].items() if r["arm"] == arm}}
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "scale.json").write_text(json.dumps(part))
+    args = ["scale", "--out", str(tmp_path / "a"), "--merge", str(tmp_path / "b" / "scale.json")]
+    assert main(args) == 0
+    merged = json.loads((tmp_path / "a" / "scale.json").read_text())
+    assert merged["runs"].keys() == table["runs"].keys()
+    assert merged["train_seconds_all_runs"] == pytest.approx(table["train_seconds_all_runs"], 0.01)
+    assert len(merged["merged_from"]) == 2 and "epochs" in capsys.readouterr().out
+    assert (tmp_path / "a" / "scale.png").exists() and (tmp_path / "a" / "scale.csv").exists()
+    # a second table whose equal-epochs runs are longer, or whose run differs, is refused
+    longer = json.loads((tmp_path / "b" / "scale.json").read_text()) | {"epochs_arm_epochs": 9}
+    (tmp_path / "b" / "longer.json").write_text(json.dumps(longer))
+    with pytest.raises(ValueError, match="cannot share a figure"):
+        study.merge_scale(tmp_path / "a", (tmp_path / "b" / "longer.json",))
+    other = json.loads((tmp_path / "b" / "scale.json").read_text())
+    key = next(iter(other["runs"]))
+    other["runs"][key]["recipe"] = other["runs"][key]["recipe"] | {"lr": 1.0}
+    (tmp_path / "b" / "other.json").write_text(json.dumps(other))
+    with pytest.raises(ValueError, match="differs"):
+        study.merge_scale(tmp_path / "a", (tmp_path / "b" / "other.json",))
