@@ -68,6 +68,7 @@ __all__ = [
     "LOSSES",
     "PAPER_TABLE2",
     "PROFILES",
+    "STANDIN_BANNER",
     "STANDIN_LABEL",
     "FERProfile",
     "find_rafdb",
@@ -87,6 +88,14 @@ LOSSES: dict[str, tuple[bool, bool]] = {  # name -> (center term, DDA term)
     "dda": (True, True),
 }
 STANDIN_LABEL = "synthetic stand-in"
+
+#: What a notebook shows above every result made without the real dataset.
+STANDIN_BANNER = (
+    '<div style="border:3px solid #c00;background:#fee;padding:8px;font-weight:bold">'
+    "SYNTHETIC STAND-IN: RAF-DB was not found, so every number and figure below comes from "
+    "procedurally drawn faces in RAF-DB's layout and class imbalance. They test the "
+    "pipeline; they are NOT RAF-DB results and must not be compared with the paper.</div>"
+)
 
 #: The paper's Table 2 on RAF-DB (ResNet-18): (accuracy %, average per-class accuracy %).
 PAPER_TABLE2: dict[str, tuple[float, float]] = {

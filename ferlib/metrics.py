@@ -1,4 +1,4 @@
-"""Classification metrics: accuracy, per-class accuracy and confusion matrices.
+"""Classification metrics: accuracy, per-class accuracy, confusion matrices; t-SNE maps.
 
 Inputs are predicted and true class indices (N,) as torch tensors, numpy arrays or lists.
 """
@@ -19,6 +19,7 @@ __all__ = [
     "mean_class_accuracy",
     "nearest_mean_predict",
     "per_class_accuracy",
+    "tsne_2d",
 ]
 
 ArrayLike = Tensor | np.ndarray | list[int]
@@ -119,3 +120,39 @@ def nearest_mean_predict(features: Tensor, means: Tensor) -> Tensor:
     one that lies on the same ray as another, nearer the origin) is still found here.
     """
     return torch.cdist(features.double(), means.double()).argmin(dim=1)
+
+
+def tsne_2d(features: Tensor, seed: int = 0, pca_dim: int = 50, max_iter: int = 1000) -> np.ndarray:
+    """A 2-D t-SNE map (N, 2) of features (N, D) with scikit-learn, for plots only.
+
+    The features are first reduced to ``pca_dim`` dimensions by PCA (the usual practice:
+    it removes noise and makes t-SNE several times faster), then embedded with perplexity
+    ``min(30, (N - 1) / 3)`` for ``max_iter`` iterations (500 is enough for a quick look).
+    Distances between clusters in a t-SNE map mean little; what
+    it shows is which classes form tight, separate groups.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    x = _np_features(features)
+    n = len(x)
+    if n < 5:
+        raise ValueError(f"tsne_2d: need at least 5 samples, got {n} (features {x.shape})")
+    dim = min(pca_dim, n, x.shape[1])
+    if dim < x.shape[1]:
+        x = PCA(n_components=dim, random_state=seed).fit_transform(x)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=min(30.0, (n - 1) / 3),
+        init="pca",
+        max_iter=max_iter,
+        random_state=seed,
+    )
+    return tsne.fit_transform(x)
+
+
+def _np_features(features: Tensor | np.ndarray) -> np.ndarray:
+    x = features.detach().cpu().numpy() if isinstance(features, Tensor) else np.asarray(features)
+    if x.ndim != 2:
+        raise ValueError(f"tsne_2d: expected features (N, D), got shape {x.shape}")
+    return x.astype(np.float32)

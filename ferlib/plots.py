@@ -21,6 +21,8 @@ __all__ = [
     "plot_accuracy_vs_gamma",
     "plot_class_distribution",
     "plot_confusion_matrix",
+    "plot_crops",
+    "plot_faces",
     "plot_feature_panels",
     "plot_features_2d",
     "plot_history",
@@ -354,3 +356,105 @@ def plot_history(
     ax.set_ylabel(keys[0] if len(keys) == 1 else "value")
     ax.legend()
     return ax
+
+
+def _image_np(image: Tensor | np.ndarray) -> np.ndarray:
+    """One image (C, H, W) or (H, W), uint8 or float in [0, 1], as (H, W, 3) or (H, W)."""
+    img = _np(image)
+    if img.ndim == 3:
+        img = img[0] if img.shape[0] == 1 else np.moveaxis(img, 0, -1)
+    return img if img.dtype == np.uint8 else np.clip(img, 0.0, 1.0)
+
+
+def plot_faces(
+    images: Tensor | np.ndarray,
+    rows: Sequence[Sequence[int]],
+    row_names: Sequence[str],
+    captions: Mapping[int, str] | None = None,
+    caption_colors: Mapping[int, str] | None = None,
+    title: str = "Faces",
+    size: float = 1.3,
+) -> Figure:
+    """A grid of images (N, C, H, W): row ``r`` shows ``images[i]`` for ``i in rows[r]``.
+
+    Rows may differ in length (a class with few examples); empty cells stay blank.
+    ``captions`` (index -> text, coloured by ``caption_colors``) label single images, e.g.
+    the predicted class of a misclassified face.
+    """
+    if len(rows) != len(row_names):
+        raise ValueError(
+            f"plot_faces: expected one name per row, got {len(rows)} rows and "
+            f"{len(row_names)} names"
+        )
+    if len(images) == 0 or not rows:
+        raise ValueError("plot_faces: no images or no rows to show")
+    cols = max(1, max(len(r) for r in rows))
+    fig, axes = plt.subplots(
+        len(rows), cols, figsize=(size * cols + 1.2, size * len(rows) + 0.6), squeeze=False
+    )
+    captions, caption_colors = captions or {}, caption_colors or {}
+    for r, (indices, name) in enumerate(zip(rows, row_names, strict=True)):
+        for c, ax in enumerate(axes[r]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+            if c >= len(indices):
+                continue
+            i = int(indices[c])
+            ax.imshow(_image_np(images[i]), cmap="gray")
+            if i in captions:
+                ax.set_title(captions[i], fontsize=7, color=caption_colors.get(i, "black"))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_crops(
+    image: Tensor | np.ndarray,
+    crop: int,
+    offsets: Sequence[Sequence[int]],
+    names: Sequence[str],
+    title: str = "Training crops",
+) -> Figure:
+    """The five training crops of one image (C, H, W) and their flips, then the test crop.
+
+    Left: the image with each crop's box (``offsets`` (5, 2) of (top, left), named by
+    ``names``); then one panel per crop, the crop above its mirror image; the first crop
+    (the centre) is also the test-time crop.
+    """
+    img = _image_np(image)
+    h, w = img.shape[:2]
+    if len(offsets) != len(names):
+        raise ValueError(
+            f"plot_crops: expected one name per crop, got {len(offsets)} and {len(names)}"
+        )
+    n = len(offsets)
+    fig, axes = plt.subplots(2, n + 1, figsize=(1.8 * (n + 1), 3.9), squeeze=False)
+    big = axes[0, 0]
+    big.imshow(img, cmap="gray")
+    big.set_title(f"image {h}x{w}", fontsize=9)
+    for k, ((top, left), name) in enumerate(zip(offsets, names, strict=True)):
+        color = f"C{k}"
+        big.add_patch(
+            plt.Rectangle((left - 0.5, top - 0.5), crop, crop, fill=False, ec=color, lw=1.5)
+        )
+        patch = img[top : top + crop, left : left + crop]
+        axes[0, k + 1].imshow(patch, cmap="gray")
+        axes[0, k + 1].set_title(
+            f"{name}" + (" (= test)" if k == 0 else ""), fontsize=9, color=color
+        )
+        axes[1, k + 1].imshow(patch[:, ::-1], cmap="gray")
+        axes[1, k + 1].set_title("flipped", fontsize=8, color=color)
+    axes[1, 0].axis("off")
+    axes[1, 0].text(
+        0.5, 0.5, f"{crop}x{crop} crops:\n{n} positions\nx 2 flips", ha="center", va="center"
+    )
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

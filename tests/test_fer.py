@@ -6,9 +6,22 @@ import csv
 import json
 from dataclasses import replace
 
+import numpy as np
 import pytest
+import torch
 
-from ferlib.fer import PROFILES, STANDIN_LABEL, load_data, run_fer, train_config
+from ferlib.data.synthetic import make_standin
+from ferlib.fer import (
+    PROFILES,
+    STANDIN_LABEL,
+    find_rafdb,
+    load_data,
+    load_test_outputs,
+    run_fer,
+    save_test_outputs,
+    train_config,
+)
+from ferlib.metrics import confusion_matrix
 from ferlib.runtime import pick_device
 
 
@@ -43,6 +56,11 @@ def test_quick_run_writes_its_result_and_the_table(standin, tmp_path):
     assert rows[0]["run"] == "dda-5-paper" and float(rows[0]["accuracy"]) == result["accuracy"]
     assert STANDIN_LABEL in rows[0]["dataset"]
     assert STANDIN_LABEL in (out / "table.txt").read_text()
+    # the test outputs beside the JSON give back the same confusion matrix
+    feats, preds, labels = load_test_outputs(out / "quick-dda-5-paper-seed0-test.npz")
+    assert feats.shape == (test_loader.num_samples, 512) and feats.dtype == torch.float32
+    assert torch.equal(labels, test_loader.labels.cpu())
+    assert confusion_matrix(preds, labels, k).tolist() == cm
 
 
 def test_a_diverged_run_is_recorded_without_accuracies(standin, tmp_path):
@@ -118,3 +136,40 @@ def test_cli_says_where_it_looked_for_a_missing_dataset(tmp_path, capsys):
     assert main([*args, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "RAF-DB not found" in err and str(empty) in err
+
+
+def test_test_outputs_round_trip_and_reject_bad_shapes(tmp_path):
+    feats = torch.randn(6, 4)
+    preds, labels = torch.tensor([0, 1, 2, 3, 4, 6]), torch.tensor([0, 1, 1, 3, 5, 6])
+    path = save_test_outputs(tmp_path / "a" / "run-test.npz", feats, preds, labels)
+    f, p, y = load_test_outputs(path)
+    assert torch.allclose(f, feats, atol=1e-2)  # stored as float16
+    assert torch.equal(p, preds) and torch.equal(y, labels)
+    with np.load(path) as z:
+        assert z["features"].dtype == np.float16 and z["labels"].dtype == np.uint8
+    with pytest.raises(ValueError, match="features \\(N, D\\)"):
+        save_test_outputs(tmp_path / "b.npz", feats[:5], preds, labels)
+    with pytest.raises(FileNotFoundError, match="run_fer writes"):
+        load_test_outputs(tmp_path / "missing.npz")
+
+
+def _official_layout(folder):
+    (folder / "basic" / "EmoLabel").mkdir(parents=True)
+    (folder / "basic" / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 1")
+
+
+def test_find_rafdb_looks_in_the_usual_places_and_skips_a_standin(tmp_path):
+    assert find_rafdb(tmp_path) is None
+    make_standin(tmp_path / "RAF-DB", scale=0.01, size=16, progress=False)
+    assert find_rafdb(tmp_path) is None  # a stand-in is never taken for the real dataset
+    _official_layout(tmp_path / "rafdb")
+    assert find_rafdb(tmp_path) == tmp_path / "rafdb"
+    other = tmp_path / "other"
+    (other / "DATASET" / "train").mkdir(parents=True)
+    assert find_rafdb(other) == other  # the re-upload layout, at the root itself
+
+
+def test_find_rafdb_reads_the_data_root(tmp_path, monkeypatch):
+    _official_layout(tmp_path / "RAF-DB")
+    monkeypatch.setenv("FERLIB_DATA", str(tmp_path))
+    assert find_rafdb() == tmp_path / "RAF-DB"

@@ -11,6 +11,7 @@ from ferlib.metrics import (
     mean_class_accuracy,
     nearest_mean_predict,
     per_class_accuracy,
+    tsne_2d,
 )
 
 # Class 0: 2 of 3 right; class 1: 1 of 1 right; class 2: 0 of 2 right; class 3 absent.
@@ -82,3 +83,23 @@ def test_class_means_names_the_empty_class():
         class_means(torch.zeros(3, 2), torch.tensor([0, 2, 2]), 3)
     with pytest.raises(ValueError, match=r"expected features \(N, D\)"):
         class_means(torch.zeros(3), torch.tensor([0, 1, 2]), 3)
+
+
+def test_tsne_2d_keeps_separated_classes_apart() -> None:
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.arange(90) % 3
+    centers = 10 * torch.randn(3, 64, generator=gen)
+    feats = centers[labels] + torch.randn(90, 64, generator=gen)
+    xy = tsne_2d(feats, seed=0, max_iter=300)
+    assert xy.shape == (90, 2) and np.isfinite(xy).all()
+    # each point's nearest neighbour in the map belongs to its own class
+    d = torch.cdist(torch.as_tensor(xy), torch.as_tensor(xy)).fill_diagonal_(float("inf"))
+    assert (labels[d.argmin(1)] == labels).float().mean() > 0.95
+    np.testing.assert_allclose(tsne_2d(feats, seed=0, max_iter=300), xy)  # seeded
+
+
+def test_tsne_2d_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="at least 5"):
+        tsne_2d(torch.randn(3, 8))
+    with pytest.raises(ValueError, match=r"\(N, D\)"):
+        tsne_2d(torch.randn(10))

@@ -13,6 +13,8 @@ from ferlib.plots import (
     plot_accuracy_vs_gamma,
     plot_class_distribution,
     plot_confusion_matrix,
+    plot_crops,
+    plot_faces,
     plot_feature_panels,
     plot_features_2d,
     plot_history,
@@ -154,3 +156,39 @@ def test_plot_per_class_accuracy_groups_bars_and_shades_minority():
     with pytest.raises(ValueError, match="one accuracy per class"):
         plot_per_class_accuracy({"a": [1.0] * 10, "b": [1.0] * 9})
     plt.close(ax.figure)
+
+
+def test_plot_faces_places_each_image_in_its_row_and_captions_it() -> None:
+    images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 3, 4, 4).clone()
+    rows = [[0, 1, 2], [3], [4, 0]]
+    fig = plot_faces(images, rows, ["a", "b", "c"], {3: "→ a"}, {3: "red"}, title="T")
+    axes = np.array(fig.axes).reshape(3, 3)
+    assert fig._suptitle.get_text() == "T"
+    for r, indices in enumerate(rows):
+        assert axes[r, 0].get_ylabel() == "abc"[r]
+        for c in range(3):
+            shown = axes[r, c].get_images()
+            if c < len(indices):
+                assert shown[0].get_array()[0, 0, 0] == indices[c]  # the right image
+            else:
+                assert not shown  # a short row leaves blank cells
+    assert axes[1, 0].get_title() == "→ a" and axes[1, 0].title.get_color() == "red"
+    with pytest.raises(ValueError, match="one name per row"):
+        plot_faces(images, rows, ["a"])
+
+
+def test_plot_crops_draws_each_box_and_its_crop() -> None:
+    image = torch.arange(100, dtype=torch.float32).view(1, 10, 10) / 100
+    offsets = [(1, 1), (0, 0), (0, 2), (2, 0), (2, 2)]
+    fig = plot_crops(image, 8, offsets, ["center", "tl", "tr", "bl", "br"], title="crops")
+    big = fig.axes[0]
+    boxes = [(p.get_y() + 0.5, p.get_x() + 0.5, p.get_width()) for p in big.patches]
+    assert boxes == [(t, left, 8) for t, left in offsets]
+    crops = fig.axes[1:6]  # first row after the image: one crop per position
+    for ax, (t, left) in zip(crops, offsets, strict=True):
+        shown = ax.get_images()[0].get_array()
+        np.testing.assert_allclose(shown, image[0, t : t + 8, left : left + 8])
+    flipped = fig.axes[7].get_images()[0].get_array()  # second row: the centre crop, mirrored
+    np.testing.assert_allclose(flipped, image[0, 1:9, 1:9].flip(-1))
+    with pytest.raises(ValueError, match="one name per crop"):
+        plot_crops(image, 8, offsets, ["x"])
