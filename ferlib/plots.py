@@ -377,7 +377,8 @@ def plot_faces(
 ) -> Figure:
     """A grid of images (N, C, H, W): row ``r`` shows ``images[i]`` for ``i in rows[r]``.
 
-    Rows may differ in length (a class with few examples); empty cells stay blank.
+    Rows may differ in length (a class with few examples); empty cells, and cells whose
+    index is negative (padding inside a row), stay blank.
     ``captions`` (index -> text, coloured by ``caption_colors``) label single images, e.g.
     the predicted class of a misclassified face.
     """
@@ -401,7 +402,7 @@ def plot_faces(
                 spine.set_visible(False)
             if c == 0:
                 ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
-            if c >= len(indices):
+            if c >= len(indices) or int(indices[c]) < 0:
                 continue
             i = int(indices[c])
             ax.imshow(_image_np(images[i]), cmap="gray")

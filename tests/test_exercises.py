@@ -8,6 +8,12 @@ fail). A wrong answer is a whole replacement for the solution cell: the mistakes
 plausibly makes (a wrong sign, a missing 1/2 or 1/m, the paper's printed Eq. 8 and Eq. 10, a
 division by a count that is zero for an absent class, a hard-coded value, an alias that edits
 shared data).
+
+The check cells carry hidden tests (``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS``,
+see ``ferlib.classroom``): the student edition shows only the *visible* checks, the grader
+runs both. So every wrong answer must fail the visible checks alone (what the student sees
+is already a real test), and the hidden checks, run alone, must pass for the solution and
+fail for at least one wrong answer of every exercise (they can fail: they test something).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+from ferlib.classroom import HIDDEN_BEGIN, HIDDEN_END
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,6 +86,23 @@ table = json.loads(TABLE_JSON)  # the committed seed-0 study: non-zero minority 
 """
 
 # ----------------------------------------------------------------------------- wrong answers
+
+SETUP_05 = """
+import numpy as np
+import torch
+import ferlib.checks
+from ferlib.data import crop_offsets
+from ferlib.metrics import confusion_matrix, mean_class_accuracy
+CLASSES = ["Surprise", "Fear", "Disgust", "Happiness", "Sadness", "Anger", "Neutral"]
+_g = torch.Generator().manual_seed(0)
+_labels = torch.randint(0, 7, (200,), generator=_g)
+_guess = torch.randint(0, 7, (200,), generator=_g)
+_preds = torch.where(torch.rand(200, generator=_g) < 0.6, _labels, _guess)
+RUNS = {"dda": {"run": "dda-5-paper"}}  # stand-ins for the notebook's trained runs
+
+def outputs(run):
+    return None, _preds, _labels
+"""
 
 CASES = {
     ("00_setup", 1): (
@@ -329,6 +354,85 @@ CASES = {
             "every digit cut": "harsh_counts = {k: 20 for k in WMNIST_COUNTS}",
         },
     ),
+    ("05_rafdb_training", 1): (
+        SETUP_05,
+        {
+            "centre rounds up": (
+                "def my_crop_offsets(height, width, size):\n"
+                "    dy, dx = height - size, width - size\n"
+                "    return [((dy + 1) // 2, (dx + 1) // 2), (0, 0), (0, dx), (dy, 0), (dy, dx)]"
+            ),
+            "height and width swapped": (
+                "def my_crop_offsets(height, width, size):\n"
+                "    dy, dx = height - size, width - size\n"
+                "    return [(dy // 2, dx // 2), (0, 0), (0, dy), (dx, 0), (dy, dx)]"
+            ),
+            "corners at the crop size": (
+                "def my_crop_offsets(height, width, size):\n"
+                "    dy, dx = height - size, width - size\n"
+                "    return [(dy // 2, dx // 2), (0, 0), (0, size), (size, 0), (size, size)]"
+            ),
+            "centre last": (
+                "def my_crop_offsets(height, width, size):\n"
+                "    dy, dx = height - size, width - size\n"
+                "    return [(0, 0), (0, dx), (dy, 0), (dy, dx), (dy // 2, dx // 2)]"
+            ),
+        },
+    ),
+    ("05_rafdb_training", 2): (
+        SETUP_05,
+        {
+            "overall accuracy": (
+                "def average_accuracy(cm):\n"
+                "    cm = torch.as_tensor(cm, dtype=torch.float64)\n"
+                "    return (100 * cm.diag().sum() / cm.sum()).item()"
+            ),
+            "columns normalised": (
+                "def average_accuracy(cm):\n"
+                "    cm = torch.as_tensor(cm, dtype=torch.float64)\n"
+                "    return (100 * cm.diag() / cm.sum(0).clamp(min=1)).mean().item()"
+            ),
+            "a fraction, not percent": (
+                "def average_accuracy(cm):\n"
+                "    cm = torch.as_tensor(cm, dtype=torch.float64)\n"
+                "    rows = cm.sum(1)\n"
+                "    return (cm.diag()[rows > 0] / rows[rows > 0]).mean().item()"
+            ),
+        },
+    ),
+    ("05_rafdb_training", 3): (
+        SETUP_05,
+        {
+            "raw counts": (
+                "def most_confused(cm, names, k):\n"
+                "    cm = torch.as_tensor(cm, dtype=torch.float64).clone()\n"
+                "    rates = cm / cm.sum(1, keepdim=True)\n"
+                "    cm.fill_diagonal_(-1.0)\n"
+                "    order = cm.flatten().argsort(descending=True)[:k].tolist()\n"
+                "    n, flat = len(names), rates.flatten()\n"
+                "    return [(names[i // n], names[i % n], flat[i].item()) for i in order]"
+            ),
+            "diagonal kept": (
+                "def most_confused(cm, names, k):\n"
+                "    cm = torch.as_tensor(cm, dtype=torch.float64)\n"
+                "    rates = cm / cm.sum(1, keepdim=True)\n"
+                "    values, flat = rates.flatten().topk(k)\n"
+                "    n = len(names)\n"
+                "    return [(names[i // n], names[i % n], v) for i, v in "
+                "zip(flat.tolist(), values.tolist(), strict=True)]"
+            ),
+            "true and predicted swapped": (
+                "def most_confused(cm, names, k):\n"
+                "    cm = torch.as_tensor(cm, dtype=torch.float64)\n"
+                "    rates = cm / cm.sum(1, keepdim=True)\n"
+                "    rates.fill_diagonal_(-1.0)\n"
+                "    values, flat = rates.flatten().topk(k)\n"
+                "    n = len(names)\n"
+                "    return [(names[i % n], names[i // n], v) for i, v in "
+                "zip(flat.tolist(), values.tolist(), strict=True)]"
+            ),
+        },
+    ),
 }
 
 #: wrong answers that fail before the check runs, with the error the student sees instead
@@ -362,6 +466,21 @@ def stub(solution: str) -> str:
         solution,
         flags=re.M | re.S,
     )
+
+
+def visible(check: str) -> str:
+    """What the student edition shows of a check cell (nbgrader's ClearHiddenTests)."""
+    return re.sub(rf"^ *{HIDDEN_BEGIN}\n.*?^ *{HIDDEN_END}(\n|$)", "", check, flags=re.M | re.S)
+
+
+def hidden(checks: list[str]) -> str:
+    """The hidden blocks of an exercise's check cells, joined."""
+    blocks = [
+        b
+        for check in checks
+        for b in re.findall(rf"^ *{HIDDEN_BEGIN}\n(.*?)^ *{HIDDEN_END}$", check, flags=re.M | re.S)
+    ]
+    return "\n".join(blocks)
 
 
 def run_exercise(setup: str, answer: str, checks: list[str], context: dict) -> None:
@@ -413,8 +532,43 @@ def test_solution_passes_and_stub_fails(notebook, number, context, capsys):
 @pytest.mark.parametrize(
     ("notebook", "number", "wrong"), WRONG, ids=[f"{a}-ex{b}-{c}" for a, b, c in WRONG]
 )
-def test_wrong_answer_fails_the_check(notebook, number, wrong, context):
+def test_wrong_answer_fails_the_visible_check(notebook, number, wrong, context):
     _, checks = exercise_cells(notebook, number)
     setup, answers = CASES[(notebook, number)]
     with pytest.raises(RAISES.get(wrong, AssertionError)):
-        run_exercise(setup, answers[wrong], checks, context)
+        run_exercise(setup, answers[wrong], [visible(c) for c in checks], context)
+
+
+def test_visible_checks_are_the_student_editions():
+    """visible() above does what nbgrader's ClearHiddenTests does."""
+    from nbformat.v4 import new_code_cell
+    from nbgrader.preprocessors import ClearHiddenTests
+
+    for notebook, number in ALL:
+        for check in exercise_cells(notebook, number)[1]:
+            cell = new_code_cell(check)
+            ClearHiddenTests(enforce_metadata=False).preprocess_cell(cell, {}, 0)
+            assert visible(check).rstrip("\n") == cell.source.rstrip("\n")
+
+
+@pytest.mark.parametrize(("notebook", "number"), ALL, ids=[f"{a}-ex{b}" for a, b in ALL])
+def test_hidden_checks_pass_for_the_solution_and_catch_wrong_answers(
+    notebook, number, context, capsys
+):
+    solution, checks = exercise_cells(notebook, number)
+    setup, answers = CASES[(notebook, number)]
+    block = hidden(checks)
+    assert block.strip(), f"{notebook} exercise {number} has no hidden tests"
+    run_exercise(setup, solution, [block], context)  # alone, right after the solution
+    assert "✓" in capsys.readouterr().out or "assert" in block
+    caught = []
+    for wrong, answer in answers.items():
+        try:
+            run_exercise(setup, answer, [block], context)
+        except NameError as err:  # the hidden block leans on a name nobody defined
+            raise AssertionError(f"{notebook} ex{number}, {wrong!r}: {err}") from err
+        except Exception:  # any error scores zero in the grader
+            caught.append(wrong)
+    capsys.readouterr()
+    print(f"{notebook} ex{number}: hidden checks catch {caught} of {list(answers)}")
+    assert caught, f"{notebook} exercise {number}: the hidden checks pass every wrong answer"

@@ -160,7 +160,7 @@ def test_plot_per_class_accuracy_groups_bars_and_shades_minority():
 
 def test_plot_faces_places_each_image_in_its_row_and_captions_it() -> None:
     images = torch.arange(5, dtype=torch.uint8).view(5, 1, 1, 1).expand(5, 3, 4, 4).clone()
-    rows = [[0, 1, 2], [3], [4, 0]]
+    rows = [[0, 1, 2], [3], [4, -1, 0]]  # -1: a blank cell inside a row
     fig = plot_faces(images, rows, ["a", "b", "c"], {3: "→ a"}, {3: "red"}, title="T")
     axes = np.array(fig.axes).reshape(3, 3)
     assert fig._suptitle.get_text() == "T"
@@ -168,7 +168,7 @@ def test_plot_faces_places_each_image_in_its_row_and_captions_it() -> None:
         assert axes[r, 0].get_ylabel() == "abc"[r]
         for c in range(3):
             shown = axes[r, c].get_images()
-            if c < len(indices):
+            if c < len(indices) and indices[c] >= 0:
                 assert shown[0].get_array()[0, 0, 0] == indices[c]  # the right image
             else:
                 assert not shown  # a short row leaves blank cells
