@@ -4,6 +4,8 @@
 #
 #   bash course.sh lab    # start JupyterLab on notebooks/
 #   bash course.sh test   # run the whole test suite: unit tests and every notebook (nbval)
+#   bash course.sh student               # regenerate the student edition, notebooks/student/
+#   bash course.sh grade PATH [--out DIR]  # grade submissions offline (README: Teacher's guide)
 #
 # PYTHON=python3.12 bash course.sh ...  picks the interpreter (Python >= 3.10).
 set -euo pipefail
@@ -48,8 +50,12 @@ case "${1:-}" in
         exec .venv/bin/python -m pytest tests notebooks \
             --nbval-lax --nbval-current-env --nbval-cell-timeout=600 "$@"
         ;;
+    student|grade)
+        setup
+        exec .venv/bin/python -m ferlib "$@"
+        ;;
     *)
-        echo "usage: bash course.sh lab|test [pytest options]" >&2
+        echo "usage: bash course.sh lab|test [pytest options]|student|grade PATH [--out DIR]" >&2
         exit 2
         ;;
 esac

@@ -67,15 +67,17 @@ import csv
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import nbformat
-from nbformat import NotebookNode
+if TYPE_CHECKING:  # nbformat, nbgrader and nbclient are imported where used: dev extra
+    from nbformat import NotebookNode
 
 __all__ = [
     "HIDDEN_BEGIN",
@@ -107,7 +109,7 @@ DEFAULT_TIMEOUT = 600  # seconds per cell; the quick profile's longest cell take
 BADGE_PATH = "/notebooks/"
 BOOTSTRAP_ANCHOR = "import ferlib.course\n"
 BOOTSTRAP_LINE = (
-    "ferlib.course.leave_student_folder()  # the student edition works from notebooks/ too\n"
+    "\nferlib.course.leave_student_folder()  # the student edition works from notebooks/ too\n"
 )
 STUDENT_NOTE = (
     "> **Student edition.** Replace each `# YOUR CODE HERE` and `raise NotImplementedError()` "
@@ -252,6 +254,8 @@ def _instructor_notebooks(folder: Path) -> list[Path]:
 
 
 def _student_text(path: Path) -> str:
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     return nbformat.writes(student_edition(nb, path.name)) + "\n"
 
@@ -336,9 +340,10 @@ def _error_of(cell: NotebookNode) -> dict | None:
 
 
 def _kernel_manager():
-    """A kernel of this very Python (like nbval's --nbval-current-env)."""
+    """An asynchronous kernel manager (what nbclient expects, or its timeouts never fire)
+    for a kernel of this very Python, like nbval's ``--nbval-current-env``."""
     import ipykernel.kernelspec
-    from jupyter_client import KernelManager
+    from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
 
     class ThisPython(KernelSpecManager):
@@ -348,7 +353,7 @@ def _kernel_manager():
                 **ipykernel.kernelspec.get_kernel_dict(),
             )
 
-    return KernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
 
 
 def _assemble(
@@ -356,62 +361,78 @@ def _assemble(
 ) -> tuple[NotebookNode, dict[str, int], set[str]]:
     """The notebook to run: the submission with the instructor's test cells.
 
-    Returns it, the index of each instructor test cell (by grade_id) in it, and the
-    grade_ids the student deleted or edited.
+    A submitted test cell is found by its ``grade_id`` or, when its metadata was lost (cells
+    pasted into a new notebook), by its text. It counts as untouched when its text is the
+    student edition's or the instructor's. Returns the notebook, the index of each
+    instructor test cell in it (by grade_id), and the grade_ids deleted or edited.
     """
-    handed_out = {_nbgrader(c)["grade_id"]: c for _, c in _test_cells(student)}
+    import nbformat
+
+    originals = {_nbgrader(c)["grade_id"]: c for _, c in _test_cells(instructor)}
+    accepted = {
+        gid: {_normalise(_src(c)), _normalise(_src(originals[gid]))}
+        for gid, c in ((_nbgrader(c)["grade_id"], c) for _, c in _test_cells(student))
+    }
+    by_text = {text: gid for gid, texts in accepted.items() for text in texts}
     run = copy.deepcopy(submission)
     cells: list[NotebookNode] = []
-    placed: dict[str, NotebookNode] = {}
+    found: dict[str, int] = {}  # grade_id -> position in cells
     tampered: set[str] = set()
     for cell in run.cells:
-        grade_id = _nbgrader(cell).get("grade_id")
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
-        if grade_id in handed_out and grade_id not in placed:
-            if cell.cell_type != "code" or _normalise(_src(cell)) != _normalise(
-                _src(handed_out[grade_id])
-            ):
+        grade_id = _nbgrader(cell).get("grade_id")
+        if grade_id not in originals or grade_id in found:
+            if _nbgrader(cell).get("grade"):
+                cell.metadata.pop("nbgrader")  # a test cell nobody handed out: student code
+            text_id = by_text.get(_normalise(_src(cell))) if cell.cell_type == "code" else None
+            grade_id = text_id if text_id not in found else None
+        if grade_id:
+            if cell.cell_type != "code" or _normalise(_src(cell)) not in accepted[grade_id]:
                 tampered.add(grade_id)
-            placed[grade_id] = cell
-        elif _nbgrader(cell).get("grade"):
-            cell.metadata.pop("nbgrader")  # an unknown or duplicated test cell: student code
+            found[grade_id] = len(cells)
         cells.append(cell)
     # the instructor's source (hidden tests included) in each test cell; a deleted test cell
     # comes back after the cells of its exercise so that later exercises can use what it sets
-    previous_id: str | None = None
-    for _, original in _test_cells(instructor):
-        grade_id = _nbgrader(original)["grade_id"]
-        fresh = nbformat.v4.new_code_cell(_src(original), metadata=copy.deepcopy(original.metadata))
-        if grade_id in placed:
-            cells[cells.index(placed[grade_id])] = fresh
-        else:
+    fresh = {
+        gid: nbformat.v4.new_code_cell(_src(c), metadata=copy.deepcopy(c.metadata))
+        for gid, c in originals.items()
+    }
+    for grade_id, at in found.items():
+        cells[at] = fresh[grade_id]
+    previous: NotebookNode | None = None
+    for grade_id, cell in fresh.items():
+        if grade_id not in found:
             tampered.add(grade_id)
             prefix = f"ex{_exercise_of(grade_id)}-"
-            same = [
+            after = [
                 i
                 for i, c in enumerate(cells)
-                if _nbgrader(c).get("grade_id", "").startswith(prefix)
+                if _nbgrader(c).get("grade_id", "").startswith(prefix) or c is previous
             ]
-            before = [i for i, c in enumerate(cells) if _nbgrader(c).get("grade_id") == previous_id]
-            at = (same or before or [len(cells) - 1])[-1] + 1
-            cells.insert(at, fresh)
-        placed[grade_id] = fresh
-        previous_id = grade_id
+            cells.insert((after or [len(cells) - 1])[-1] + 1, cell)
+        previous = cell
     run.cells = cells
-    index = {gid: cells.index(c) for gid, c in placed.items()}
+    index = {gid: next(i for i, c in enumerate(cells) if c is cell) for gid, cell in fresh.items()}
     return run, index, tampered
 
 
 def _execute(nb: NotebookNode, timeout: int, workdir: Path) -> str:
-    """Run ``nb`` in place; returns '' or why the run stopped early."""
+    """Run ``nb`` in place; returns '' or why the run stopped early.
+
+    A cell past ``timeout`` seconds is interrupted and gets a ``TimeoutError`` output in
+    place of the ``KeyboardInterrupt``; the cells after it still run.
+    """
+    import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
+    from nbclient.util import run_sync
 
     env = dict(os.environ, FERLIB_PROFILE="quick", MPLBACKEND="Agg")
+    km = _kernel_manager()
     client = NotebookClient(
         nb,
-        km=_kernel_manager(),
+        km=km,
         timeout=timeout,
         allow_errors=True,
         interrupt_on_timeout=True,
@@ -422,12 +443,36 @@ def _execute(nb: NotebookNode, timeout: int, workdir: Path) -> str:
         },
         resources={"metadata": {"path": str(workdir)}},
     )
+    timed_out: set[int] = set()
+
+    def on_cell_executed(cell, cell_index, execute_reply) -> None:
+        if (execute_reply or {}).get("content", {}).get("ename") == "TimeoutError":
+            if timed_out and max(timed_out) == cell_index - 1:  # the interrupt did not help
+                raise RuntimeError(f"cells {cell_index - 1} and {cell_index} ran past the limit")
+            timed_out.add(cell_index)
+
+    client.on_cell_executed = on_cell_executed
     try:
-        client.execute(env=env)
+        # the kernel's own log (not the notebook's stderr, which comes back as outputs)
+        client.execute(env=env, stderr=subprocess.DEVNULL)
     except DeadKernelError as err:
         return f"the kernel died ({err}); cells after it did not run"
     except Exception as err:  # the grader must go on with the next submission
         return f"the run stopped: {type(err).__name__}: {err}"
+    finally:
+        if km.has_kernel:  # a kernel we passed in is ours to stop
+            run_sync(km.shutdown_kernel)(now=True)
+        for i in timed_out:
+            cell = nb.cells[i]
+            cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
+            cell.outputs.append(
+                nbformat.v4.new_output(
+                    "error",
+                    ename="TimeoutError",
+                    evalue=f"the cell ran past the grader's limit of {timeout} s",
+                    traceback=[],
+                )
+            )
     return ""
 
 
@@ -438,6 +483,8 @@ def grade_notebook(
     timeout: int = DEFAULT_TIMEOUT,
 ) -> NotebookGrade:
     """Execute one submission with the instructor's tests and score each exercise."""
+    import nbformat
+
     instructor = nbformat.read(instructor_path, as_version=4)
     points = exercise_points(instructor)
     row = NotebookGrade(
@@ -499,7 +546,11 @@ def grade_notebook(
         elif any(c.get("execution_count") is None for c in cells):
             row.exercises.append(ExerciseScore(number, earned, total, "not run", stopped))
         elif earned < total:
-            why = f"{first['ename']}: {first['evalue']}" if first else "a check failed"
+            why = "a check failed"
+            if first and first["ename"] == "NotImplementedError":
+                why = "NotImplementedError: not answered"
+            elif first:
+                why = f"{first['ename']}: {first['evalue']}".strip().rstrip(":")
             row.exercises.append(
                 ExerciseScore(number, earned, total, "failed", why.strip().split("\n")[0][:200])
             )
@@ -560,6 +611,7 @@ def grade_path(
     not a notebook, matches no course notebook, is unreadable or duplicates another gets a
     row saying so. Rows are sorted by student, then notebook.
     """
+    import nbformat
     from tqdm.auto import tqdm
 
     sources = {p.stem: p for p in _instructor_notebooks(instructor)}
@@ -772,6 +824,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m ferlib.classroom student|grade|mark ...``."""
+    import nbformat
+
     parser = argparse.ArgumentParser(
         prog="python -m ferlib.classroom", description=__doc__.splitlines()[0]
     )

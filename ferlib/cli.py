@@ -5,6 +5,8 @@ Examples::
     python -m ferlib study --profile cpu                 # Table 1 + Fig. 2, under an hour on a CPU
     python -m ferlib study --profile paper               # the paper's recipe (use a GPU)
     python -m ferlib train --gamma 7 --profile cpu       # one DDA run on W-MNIST
+    python -m ferlib student                             # notebooks/student/ (ferlib.classroom)
+    python -m ferlib grade submissions/ --out grades     # grade a class offline
 """
 
 from __future__ import annotations
@@ -115,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     fer.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
     fer.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
+    from ferlib import classroom
+
+    classroom.add_arguments(sub)  # student (the student edition), grade (the grader)
+
     args = parser.parse_args(argv)
+    if args.command in ("student", "grade"):
+        return classroom.run_command(args)
     if args.command == "fer":
         return _fer(args)
     if args.command == "standin":
