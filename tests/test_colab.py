@@ -102,3 +102,45 @@ def test_bootstrap_clones_the_release_installs_it_and_finds_the_committed_result
 
     _run_probe(tmp_path, cell)  # a second run (another notebook) reuses the clone
     assert (tmp_path / "pip-calls.txt").read_text().splitlines() == calls
+
+
+STUDENT_NOTEBOOK = ROOT / "notebooks" / "student" / "00_setup.ipynb"
+
+
+def _student_bootstrap_cell() -> str:
+    nb = json.loads(STUDENT_NOTEBOOK.read_text())
+    return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
+
+
+def test_student_edition_bootstrap_on_colab_works_from_the_clones_notebooks(tmp_path, release):
+    """The student edition's extra line leaves Colab's working folder alone."""
+    cell = _student_bootstrap_cell()
+    home = tmp_path / "content" / "ferlib"
+    constants = f'"{course.REPO_URL}", "{course.COURSE_REF}", "{course.COLAB_DIR}"'
+    assert constants in cell and "leave_student_folder()" in cell
+    cell = cell.replace(constants, f'"file://{release}", "{course.COURSE_REF}", "{home}"')
+    seen = _run_probe(tmp_path, cell)
+    assert Path(seen["cwd"]) == home / "notebooks"
+    assert "wmnist-published" in seen["results"]
+    assert (home / "notebooks" / "student" / STUDENT_NOTEBOOK.name).is_file()
+
+
+def test_student_edition_bootstrap_in_a_clone_moves_up_to_notebooks():
+    """Opened from notebooks/student/ (git clone, Jupyter), ../results is the course's."""
+    probe = (
+        f"exec(compile({_student_bootstrap_cell()!r}, 'bootstrap-cell', 'exec'))\n"
+        "import json, os\n"
+        "print(json.dumps({'cwd': os.getcwd(), 'results': os.listdir('../results')}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=STUDENT_NOTEBOOK.parent,
+        env={"PATH": "/usr/bin:/bin", "FERLIB_PROFILE": "quick"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(seen["cwd"]) == ROOT / "notebooks"
+    assert "wmnist-published" in seen["results"]
