@@ -31,7 +31,7 @@ An exercise is a markdown heading ``### Exercise <n> · <title>`` followed by:
   a hidden one, and each fails for a plausible wrong answer (``tests/test_exercises.py``).
 
 * **Points**: an exercise is worth the sum of its test cells' ``points`` (2 per exercise in
-  notebooks 00-04). A test cell scores all its points when it runs without an error in the
+  every notebook so far). A test cell scores all its points when it runs without an error in the
   graded run, else none. An exercise whose test cell was deleted or edited in the submission
   (``tampered``) scores zero.
 
@@ -117,6 +117,10 @@ STUDENT_NOTE = (
     "the check cells: the grader runs the instructor's copies, with more (hidden) checks, "
     "and an exercise whose check cell was changed scores zero."
 )
+
+# run before each test cell by the grader: a solution cell that replaced ferlib.checks'
+# functions (``ferlib.checks.check_close = lambda *a, **k: None``) gets the real ones back
+RESTORE_CHECKS = "__import__('importlib').reload(__import__('ferlib.checks').checks)\n"
 
 _EXERCISE_HEADING = re.compile(r"^#{2,4} Exercise (\d+)\b", re.M)
 _GRADE_ID = re.compile(r"^ex(\d+)-(solution|tests)(?:-(\d+))?$")
@@ -395,7 +399,7 @@ def _assemble(
     # the instructor's source (hidden tests included) in each test cell; a deleted test cell
     # comes back after the cells of its exercise so that later exercises can use what it sets
     fresh = {
-        gid: nbformat.v4.new_code_cell(_src(c), metadata=copy.deepcopy(c.metadata))
+        gid: nbformat.v4.new_code_cell(RESTORE_CHECKS + _src(c), metadata=copy.deepcopy(c.metadata))
         for gid, c in originals.items()
     }
     for grade_id, at in found.items():

@@ -234,7 +234,8 @@ def _tiny_course() -> nbformat.NotebookNode:
         new_markdown_cell("### Exercise 2 · The answer"),
         new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION"),
         new_code_cell(
-            "assert answer == 42\n### BEGIN HIDDEN TESTS\nassert PROFILE == 'quick'\n"
+            "import ferlib.checks\nferlib.checks.check_close(answer, 42, 'answer')\n"
+            "### BEGIN HIDDEN TESTS\nassert PROFILE == 'quick'\n"
             "### END HIDDEN TESTS"
         ),
         new_markdown_cell("### Exercise 3 · Stop"),
@@ -274,7 +275,7 @@ def tiny(tmp_path_factory):
     nbformat.write(nb, instructor / "01_tiny.ipynb")
     stub = classroom.student_edition(nb, "01_tiny.ipynb")
     klass = base / "class"
-    for student in "alice bob carol dave erin frank gina harry ivan kim".split():
+    for student in "alice bob carol dave erin frank gina harry ivan kim lena".split():
         (klass / student).mkdir(parents=True)
     nbformat.write(nb, klass / "alice" / "01_tiny.ipynb")
     nbformat.write(stub, klass / "bob" / "Copy of 01_tiny (1).ipynb")
@@ -313,6 +314,13 @@ def tiny(tmp_path_factory):
     for cell in kim.cells:
         cell.metadata.pop("nbgrader", None)
     nbformat.write(kim, klass / "kim" / "01_tiny.ipynb")
+    # lena silences the checks instead of answering
+    lena = _with(
+        nb,
+        ex2_solution="import ferlib.checks\n\nanswer = 41\n"
+        "ferlib.checks.check_close = lambda *args, **kwargs: None",
+    )
+    nbformat.write(lena, klass / "lena" / "01_tiny.ipynb")
     (klass / "loose.ipynb").write_text("{}")
     (klass / ".ipynb_checkpoints").mkdir()
     nbformat.write(stub, klass / ".ipynb_checkpoints" / "01_tiny-checkpoint.ipynb")
@@ -358,6 +366,12 @@ def test_grader_takes_the_test_cells_from_the_instructor(tiny):
     assert _scores(row) == {1: (0, "tampered"), 2: (2, "passed"), 3: (0, "tampered")}
 
 
+def test_grader_restores_the_checks_a_solution_replaced(tiny):
+    row = _row(tiny[2], "lena")
+    assert _scores(row) == {1: (2, "passed"), 2: (0, "failed"), 3: (2, "passed")}
+    assert "AssertionError: answer: not close enough" in row.exercises[1].message
+
+
 def test_grader_finds_test_cells_that_lost_their_metadata(tiny):
     row = _row(tiny[2], "kim")
     assert _scores(row) == {1: (2, "passed"), 2: (2, "passed"), 3: (2, "passed")}
@@ -384,7 +398,7 @@ def test_grader_survives_bad_files(tiny):
         ("02_other.ipynb", "unknown notebook"),
     ]
     assert [r.status for r in rows if r.student == ""] == ["not in a student folder"]
-    everyone = {"", *"alice bob carol dave erin frank gina harry ivan kim".split()}
+    everyone = {"", *"alice bob carol dave erin frank gina harry ivan kim lena".split()}
     assert {r.student for r in rows} == everyone  # .ipynb_checkpoints skipped
 
 
