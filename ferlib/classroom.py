@@ -504,15 +504,12 @@ def grade_notebook(
         row.exercises = [ExerciseScore(n, 0, p, "not run") for n, p in points.items()]
         return row
 
+    student_nb = student_edition(instructor, instructor_path.name)
     try:
         submission = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-        if not isinstance(submission.get("cells"), list):
-            raise ValueError("no list of cells")
-    except Exception as err:
+        run, index, tampered = _assemble(submission, instructor, student_nb)
+    except Exception as err:  # not JSON, not a notebook, cells without source or metadata
         return zero("unreadable", f"not a readable notebook: {type(err).__name__}: {err}"[:300])
-
-    student_nb = student_edition(instructor, instructor_path.name)
-    run, index, tampered = _assemble(submission, instructor, student_nb)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="ferlib-grade-") as tmp:
         workdir = Path(tmp) / "notebooks"
@@ -670,7 +667,13 @@ def grade_path(
                 )
             )
             continue
-        rows.append(grade_notebook(files[0], sources[stem], student, timeout=timeout))
+        try:
+            rows.append(grade_notebook(files[0], sources[stem], student, timeout=timeout))
+        except Exception as err:  # one submission never stops the class
+            best = sum(exercise_points(nbformat.read(sources[stem], as_version=4)).values())
+            rows.append(
+                NotebookGrade(student, stem, str(files[0]), "grader error", best, message=repr(err))
+            )
     return sorted(rows, key=lambda r: (r.student, r.notebook))
 
 
