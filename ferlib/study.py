@@ -969,6 +969,9 @@ def plot_scale(table: dict[str, Any]) -> plt.Figure:
         "epochs": f"equal epochs ({epochs_arm} each)",
     }
     sizes = sorted({r["recipe"]["n_train"] for r in runs})
+    split = {
+        r["recipe"]["n_train"]: (r["recipe"]["majority"], r["recipe"]["minority"]) for r in runs
+    }
     for i, loss in enumerate(losses):
         for j, arm in enumerate(SCALE_ARMS):
             ax = axes[i][j]
@@ -988,20 +991,20 @@ def plot_scale(table: dict[str, Any]) -> plt.Figure:
                     ax.plot(r["recipe"]["n_train"], 0, "kx", ms=10, mew=2)
             ax.axhline(PAPER_TABLE1[loss], color="k", lw=1, ls="-.")
             ax.text(
-                sizes[0] if sizes else 1, PAPER_TABLE1[loss] + 0.5,
-                f"paper, Table 1: {PAPER_TABLE1[loss]:.2f}%", fontsize="small", va="bottom",
+                sizes[0] if sizes else 1, PAPER_TABLE1[loss] - 1,
+                f"paper, Table 1: {PAPER_TABLE1[loss]:.2f}%", fontsize="small", va="top",
             )  # fmt: skip
             name = "softmax" if loss == "softmax" else f"DDA γ={SCALE_LOSSES[loss][1]:g}"
             ax.set_title(f"{name}: {titles[arm]}")
             ax.set_xscale("log")
             ax.set_xticks(sizes)
-            ax.set_xticklabels([f"{n:,}" for n in sizes])
+            ax.set_xticklabels([f"{n:,}\n{split[n][0]}/{split[n][1]}" for n in sizes])
             ax.minorticks_off()
             ax.grid(alpha=0.3)
             if j == 0:
                 ax.set_ylabel("MNIST test accuracy (%)")
             if i == len(losses) - 1:
-                ax.set_xlabel("W-MNIST training images (4:1, majority/minority digits)")
+                ax.set_xlabel("W-MNIST training images (images per majority / minority digit)")
     axes[0][0].set_ylim(top=100)
     axes[0][0].legend(fontsize="small", loc="lower right")
     seeds = table.get("seeds", [])
