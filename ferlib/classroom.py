@@ -696,10 +696,15 @@ def _cell(score: ExerciseScore) -> str:
     return _fmt(score.points) + mark
 
 
-def _notes(row: NotebookGrade) -> str:
-    parts = [row.message] if row.message else []
+def _notes(row: NotebookGrade, limit: int | None = None) -> str:
+    """Why points were lost; each reason cut to ``limit`` characters (the printed table)."""
+
+    def cut(text: str) -> str:
+        return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
+
+    parts = [cut(row.message)] if row.message else []
     parts += [
-        f"ex{e.exercise} {e.status}" + (f": {e.message}" if e.message else "")
+        f"ex{e.exercise} {e.status}" + (f": {cut(e.message)}" if e.message else "")
         for e in row.exercises
         if e.status != "passed" and row.status in ("graded", "incomplete")
     ]
@@ -710,7 +715,8 @@ def format_table(rows: Sequence[NotebookGrade]) -> str:
     """The score table as text: one line per student × notebook, then each student's total.
 
     An exercise shows its points, with ✗ (a check failed), T (tampered: a test cell was
-    edited or deleted) or – (not run).
+    edited or deleted) or – (not run). Reasons are cut to 60 characters (the CSV and the
+    JSON have them whole).
     """
     width = max((len(r.exercises) for r in rows), default=0)
     head = ["student", "notebook", *[f"ex{i}" for i in range(1, width + 1)], "points", "status"]
@@ -718,7 +724,8 @@ def format_table(rows: Sequence[NotebookGrade]) -> str:
     for r in rows:
         exercises = [_cell(e) for e in r.exercises] + [""] * (width - len(r.exercises))
         points = f"{_fmt(r.points)}/{_fmt(r.max_points)}"
-        status = r.status + (f" ({_notes(r)})" if _notes(r) else "")
+        notes = _notes(r, limit=60)
+        status = r.status + (f" ({notes})" if notes else "")
         body.append([r.student or "?", r.notebook, *exercises, points, status])
     sizes = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
     sizes[-1] = 0
@@ -726,7 +733,7 @@ def format_table(rows: Sequence[NotebookGrade]) -> str:
         "  ".join(f"{x:<{n}}" for x, n in zip(line, sizes, strict=True)).rstrip()
         for line in [head, *body]
     ]
-    lines.insert(1, "-" * max(len(line) for line in lines[:1] + lines[1:]))
+    lines.insert(1, "-" * (sum(sizes) + 2 * len(sizes) + 20))
     lines += ["", "total per student"]
     for student, (got, best) in sorted(totals(rows).items()):
         lines.append(f"  {student:<{sizes[0]}}  {_fmt(got)}/{_fmt(best)}")
