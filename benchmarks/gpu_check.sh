@@ -46,11 +46,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ferlib.fer import PROFILES, load_data, run_fer
+from ferlib.experiments.fer import PROFILES, load_data, run_fer
 from ferlib.runtime import pick_device
 
 out = Path(os.environ["OUT"])
-profile = replace(PROFILES["rafdb-paper"], name="gpu-check", epochs=2, pretrained=False,
+profile = replace(PROFILES["rafdb-paper"].with_train(epochs=2), name="gpu-check", pretrained=False,
                   standin_scale=1.0, standin_size=100, crop=90)
 device = pick_device()
 tic = time.perf_counter()

@@ -2,9 +2,19 @@
 
 A small course library built on Farzaneh & Qi, "Discriminant Distribution-Agnostic
 Loss for Facial Expression Recognition in the Wild" (CVPR Workshops 2020).
-One idea per module: ``losses``, ``models``, ``data``, ``training``, ``metrics``,
-``plots``, ``study`` (the W-MNIST study), ``cli``, ``course`` (the speed switch and the
-environment check) and ``checks`` (exercise helpers).
+The imports run one way, from the notebooks down:
+
+* ``experiments``: one module per experiment (``table1``, ``stability``, ``scale``, ``fer``),
+  each a grid of runs, its scores, its table and its figure; a profile is the data settings
+  plus one ``TrainConfig``;
+* ``runner``: one run of any experiment (seed, build, train, score, record, write);
+* ``training``: the one loop (Algorithm 1) and ``TrainConfig``, where every default lives;
+* ``losses``, ``models``, ``data``, ``metrics``, ``plots``, ``runtime``; ``paper``: the
+  paper's numbers, each once.
+
+Beside them: ``cli`` and ``commands`` (``python -m ferlib``), ``classroom`` (student edition
+and grader), ``course`` (the speed switch, the environment check), ``checks`` (exercise
+helpers); ``study`` and ``fer`` keep the experiments' old import paths.
 """
 
 from ferlib.losses import CenterDDALoss, LossParts, center_loss, dda_loss, squared_distances

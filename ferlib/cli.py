@@ -1,12 +1,16 @@
-"""Command line: ``python -m ferlib train ...`` (one run) and ``python -m ferlib study ...``.
+"""Command line: ``python -m ferlib <command>``, one command per experiment.
 
 Examples::
 
     python -m ferlib study --profile cpu                 # Table 1 + Fig. 2, under an hour on a CPU
     python -m ferlib study --profile paper               # the paper's recipe (use a GPU)
     python -m ferlib train --gamma 7 --profile cpu       # one DDA run on W-MNIST
+    python -m ferlib stability | scale | fer | standin   # the other experiments and the stand-in
     python -m ferlib student                             # notebooks/student/ (ferlib.classroom)
     python -m ferlib grade submissions/ --out grades     # grade a class offline
+
+Bad input ends a command with one line, ``python -m ferlib <command>: error: ...``, and exit
+code 2 (:mod:`ferlib.commands`); a run that diverged, with exit code 1.
 """
 
 from __future__ import annotations
@@ -14,15 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
-from ferlib.study import (
-    PROFILES,
-    RUNS,
-    format_table,
-    load_study_data,
-    run_config,
-)
+from ferlib.commands import fail, run_command
+from ferlib.experiments.table1 import format_table
+from ferlib.experiments.wmnist import PROFILES, RUNS, load_study_data, run_config
+from ferlib.paper import ALPHA, LAMBDA
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +36,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m ferlib <command> ...``: parse, run the command, return its exit code."""
     parser = argparse.ArgumentParser(prog="python -m ferlib", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -70,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
 
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
-    one.add_argument("--lam", type=float, default=0.01, help="λ (0 with γ = 0: softmax only)")
+    one.add_argument("--lam", type=float, default=LAMBDA, help="λ (0 with γ = 0: softmax only)")
     one.add_argument("--gamma", type=float, default=0.0, help="γ (0: no DDA loss)")
-    one.add_argument("--alpha", type=float, default=0.5, help="α, the centers' learning rate")
+    one.add_argument("--alpha", type=float, default=ALPHA, help="α, the centers' learning rate")
     one.add_argument("--epochs", type=int, default=None, help="override the profile's epochs")
     one.add_argument("--lr", type=float, default=None, help="override the profile's learning rate")
     one.add_argument("--checkpoint", type=Path, default=None, help="resume from / save to")
@@ -117,63 +120,56 @@ def main(argv: list[str] | None = None) -> int:
     fer.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under torchrun")
     fer.add_argument("--no-progress", action="store_true", help="hide the progress bars")
 
-    from ferlib import classroom
+    from ferlib.classroom.cli import add_arguments, classroom_command
 
-    classroom.add_arguments(sub)  # student (the student edition), grade (the grader)
+    add_arguments(sub)  # student (the student edition), grade (the grader)
 
     args = parser.parse_args(argv)
-    if args.command in ("student", "grade"):
-        return classroom.run_command(args)
-    if args.command == "fer":
-        return _fer(args)
-    if args.command == "standin":
-        return _standin(args)
-    if args.command == "study":
-        return _study(args)
-    if args.command == "stability":
-        return _stability(args)
-    if args.command == "scale":
-        return _scale(args)
-    return _train(args)
+    handlers = {
+        "student": classroom_command,
+        "grade": classroom_command,
+        "fer": _fer,
+        "standin": _standin,
+        "study": _study,
+        "stability": _stability,
+        "scale": _scale,
+        "train": _train,
+    }
+    return run_command(f"{parser.prog} {args.command}", handlers[args.command], args)
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from ferlib import study
+    from ferlib.experiments import scale
+    from ferlib.experiments.scale_report import format_scale
 
-    try:
-        if args.merge:  # runs trained by other processes: no training
-            table = study.merge_scale(args.out, tuple(args.merge))
-        else:
-            table = study.run_scale(
-                args.out,
-                base=args.base,
-                sizes=tuple(args.sizes) if args.sizes is not None else study.SCALE_SIZES,
-                epoch_sizes=(
-                    tuple(args.epoch_sizes)
-                    if args.epoch_sizes is not None
-                    else study.SCALE_EPOCH_SIZES
-                ),
-                epochs=args.epochs if args.epochs is not None else study.SCALE_EPOCHS,
-                losses=tuple(args.losses) if args.losses else tuple(study.SCALE_LOSSES),
-                seeds=tuple(args.seeds),
-                reuse=tuple(args.reuse),
-                root=args.data_root,
-                checkpoints=args.checkpoints,
-                progress=not args.no_progress,
-            )
-    except (ValueError, TypeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.merge:  # runs trained by other processes: no training
+        table = scale.merge_scale(args.out, tuple(args.merge))
+    else:
+        table = scale.run_scale(
+            args.out,
+            base=args.base,
+            sizes=tuple(args.sizes) if args.sizes is not None else scale.SCALE_SIZES,
+            epoch_sizes=(
+                tuple(args.epoch_sizes) if args.epoch_sizes is not None else scale.SCALE_EPOCH_SIZES
+            ),
+            epochs=args.epochs if args.epochs is not None else scale.SCALE_EPOCHS,
+            losses=tuple(args.losses) if args.losses else tuple(scale.SCALE_LOSSES),
+            seeds=tuple(args.seeds),
+            reuse=tuple(args.reuse),
+            root=args.data_root,
+            checkpoints=args.checkpoints,
+            progress=not args.no_progress,
+        )
     print(f"\nW-MNIST scale experiment, base profile {args.base!r}, seeds {args.seeds}")
     print(f"training time {table['train_seconds_all_runs']:.0f} s on ", end="")
     print(f"{table['machine']['processor']}\n")
-    print(study.format_scale(table))
+    print(format_scale(table))
     print(f"\nresults written to {args.out}/")
     return 0
 
 
 def _study(args: argparse.Namespace) -> int:
-    from ferlib.study import run_study
+    from ferlib.experiments.table1 import run_study
 
     table = run_study(
         args.profile,
@@ -196,7 +192,7 @@ def _study(args: argparse.Namespace) -> int:
 
 
 def _stability(args: argparse.Namespace) -> int:
-    from ferlib.study import format_stability, run_stability
+    from ferlib.experiments.stability import format_stability, run_stability
 
     table = run_stability(
         args.profile,
@@ -216,8 +212,7 @@ def _stability(args: argparse.Namespace) -> int:
 def _fer(args: argparse.Namespace) -> int:
     """Every requested (loss, scaling, γ) run, sharing one decoded dataset; under torchrun,
     one process per GPU (DistributedDataParallel)."""
-    from ferlib.data.images import DatasetNotFoundError
-    from ferlib.fer import PROFILES, load_data, run_fer
+    from ferlib.experiments.fer import PROFILES, load_data, run_fer
     from ferlib.runtime import distributed, is_main, rank, world_size
 
     profile = PROFILES[args.profile]
@@ -228,20 +223,16 @@ def _fer(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / args.dataset
     status = 0
     with distributed() as device:
-        try:
-            data = load_data(
-                args.dataset,
-                profile,
-                device,
-                args.data_root,
-                seed=args.seed,
-                rank=rank(),
-                world_size=world_size(),
-                progress=is_main() and not args.no_progress,
-            )
-        except DatasetNotFoundError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        data = load_data(
+            args.dataset,
+            profile,
+            device,
+            args.data_root,
+            seed=args.seed,
+            rank=rank(),
+            world_size=world_size(),
+            progress=is_main() and not args.no_progress,
+        )
         for loss, scaling, gamma in runs:
             result = run_fer(
                 args.dataset,
@@ -269,13 +260,7 @@ def _fer(args: argparse.Namespace) -> int:
 def _standin(args: argparse.Namespace) -> int:
     from ferlib.data.synthetic import make_standin, standin_counts
 
-    try:
-        out = make_standin(
-            args.out, args.scale, args.seed, args.size, progress=not args.no_progress
-        )
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    out = make_standin(args.out, args.scale, args.seed, args.size, progress=not args.no_progress)
     counts = standin_counts(args.scale)
     train, test = (sum(c[s] for c in counts.values()) for s in (0, 1))
     print(f"synthetic stand-in for RAF-DB (NOT RAF-DB) written to {out}/")
@@ -293,12 +278,12 @@ def _train(args: argparse.Namespace) -> int:
     from ferlib.training import NonFiniteLossError, seed_everything, train
 
     prof = PROFILES[args.profile]
-    config = run_config(prof, args.lam, args.gamma, args.scaling, args.seed)
-    config.alpha = args.alpha
-    if args.epochs is not None:
-        config.epochs = args.epochs
-    if args.lr is not None:
-        config.lr = args.lr
+    changes = {"epochs": args.epochs, "lr": args.lr}
+    config = replace(
+        run_config(prof, args.lam, args.gamma, args.scaling, args.seed),
+        alpha=args.alpha,
+        **{k: v for k, v in changes.items() if v is not None},
+    )
     (x_train, y_train), (x_test, y_test) = load_study_data(prof, args.data_root)
     seed_everything(args.seed)
     model = LeNetsPP()
@@ -312,8 +297,7 @@ def _train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except NonFiniteLossError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        return fail(f"python -m ferlib {args.command}", err, code=1)
     last = result.history[-1]
     print(f"{config.loss_name}: test accuracy {last['test_acc']:.2f}%")
     print(

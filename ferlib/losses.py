@@ -27,6 +27,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ferlib.paper import ALPHA, LAMBDA
 from ferlib.runtime import is_distributed
 
 Scaling = Literal["paper", "published"]
@@ -188,9 +189,9 @@ class CenterDDALoss(nn.Module):
         self,
         num_classes: int,
         feat_dim: int,
-        lam: float = 0.01,
+        lam: float = LAMBDA,
         gamma: float = 0.0,
-        alpha: float = 0.5,
+        alpha: float = ALPHA,
         scaling: Scaling = "paper",
         validate: bool = True,
     ) -> None:

@@ -16,11 +16,9 @@ data.
 
 from __future__ import annotations
 
-import os
-import pickle
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,8 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ferlib.checkpoint import comparable, load_checkpoint, same_config, save_atomic
 from ferlib.losses import CenterDDALoss, Scaling
 from ferlib.metrics import accuracy, mean_class_accuracy, per_class_accuracy
+from ferlib.paper import ALPHA
 from ferlib.runtime import is_distributed, is_main, pick_device, seed_everything
 
 __all__ = [
@@ -79,9 +79,16 @@ class NonFiniteLossError(RuntimeError):
         self.epoch, self.step, self.history = epoch, step, list(history or [])
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one run. Defaults are the paper's W-MNIST recipe (Sec. 4.1)."""
+    """Hyper-parameters of one run: the only place their defaults live.
+
+    The defaults are the paper's W-MNIST recipe (Sec. 4.1: SGD, momentum 0.9, weight decay
+    5e-4, 100 epochs, lr 0.001 ÷1.25 every 20 epochs) with the softmax loss alone
+    (λ = γ = 0) and α of :data:`ferlib.paper.ALPHA`. A profile embeds one (its recipe); a run
+    changes only what it varies, ``dataclasses.replace(profile.train, gamma=7.0)``. Frozen,
+    so that a profile's recipe cannot be changed behind its back.
+    """
 
     epochs: int = 100
     lr: float = 0.001  # μ in Algorithm 1
@@ -97,14 +104,13 @@ class TrainConfig:
     # CPU, where reading is free, 16 on a GPU, where each read waits for the device)
     lam: float = 0.0  # λ, weight of the center loss
     gamma: float = 0.0  # γ, weight of the DDA loss
-    alpha: float = 0.5  # α, the centers' learning rate
+    alpha: float = ALPHA  # α, the centers' learning rate (Eq. 9)
     scaling: Scaling = "paper"  # DDA scaling: "paper" or "published" (paper / m)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda, then mps, then cpu
     amp: bool = True  # float16 autocast + gradient scaling, on CUDA only
     channels_last: bool = True  # NHWC memory layout: faster convolutions (benchmarks/)
     sync_bn: bool = False  # under DistributedDataParallel: batch-norm statistics over all ranks
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes kept with the run
 
     @property
     def loss_name(self) -> str:
@@ -167,31 +173,6 @@ def _lr_factor(config: TrainConfig, steps_per_epoch: int):
         return warm * config.lr_decay ** ((step // steps_per_epoch) // config.lr_step)
 
     return factor
-
-
-def _save_atomic(state: dict[str, Any], path: Path) -> None:
-    """Write ``state`` to ``path`` so that an interrupted save leaves the old file intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)  # atomic on POSIX and Windows: old file or new, never half
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _load_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True``: tensors and plain data only, never
-    arbitrary pickled code."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as err:
-        raise ValueError(
-            f"checkpoint {path} cannot be read as a ferlib checkpoint (tensors and plain data, "
-            f"loaded with weights_only=True): {type(err).__name__}: {str(err)[:300]}. "
-            "Delete it or pass another checkpoint path; never load a checkpoint you do not "
-            "trust with weights_only=False."
-        ) from err
 
 
 @dataclass
@@ -363,11 +344,11 @@ def _setup(
 def _resume(run: _Run) -> None:
     """Restore everything a checkpoint holds, after checking its configuration and data."""
     path, config = run.path, run.config
-    state = _load_checkpoint(path, run.device)
-    if not _same_config(state["config"], _comparable(config)):
+    state = load_checkpoint(path, run.device)
+    if not same_config(state["config"], comparable(config), comparable(TrainConfig())):
         raise ValueError(
             f"checkpoint {path} was written by a different configuration:\n"
-            f"  saved: {state['config']}\n  now:   {_comparable(config)}\n"
+            f"  saved: {state['config']}\n  now:   {comparable(config)}\n"
             "delete it or pass another checkpoint path"
         )
     if state.get("data") != run.data_id:
@@ -529,7 +510,7 @@ def _stop_if_diverged(run: _Run, epoch: int, first_bad: Tensor, terms: Tensor) -
 def _save_checkpoint(run: _Run, epoch: int) -> None:
     """Everything needed to continue exactly after ``epoch``, written atomically."""
     state = {
-        "config": _comparable(run.config),
+        "config": comparable(run.config),
         "data": run.data_id,
         "epoch": epoch,
         "history": run.history,
@@ -543,7 +524,7 @@ def _save_checkpoint(run: _Run, epoch: int) -> None:
     if run.device.type == "cuda":
         state["rng_cuda"] = torch.cuda.get_rng_state()
     if is_main():  # one writer; every rank holds the same weights and centers
-        _save_atomic(state, run.path)
+        save_atomic(state, run.path)
 
 
 def _divergence(run: _Run, epoch: int, step: int, what: str) -> str:
@@ -563,20 +544,3 @@ def _divergence(run: _Run, epoch: int, step: int, what: str) -> str:
         "scaling='published'."
         + (f" The last completed epoch is saved in {path}." if path is not None else "")
     )
-
-
-def _comparable(config: TrainConfig) -> dict[str, Any]:
-    """The settings a resumed run must share with its checkpoint: all but ``epochs`` (a run
-    may be extended), ``max_loss`` and ``sync_every`` (guards that never change a finished
-    epoch) and ``eval_every`` (testing never changes training)."""
-    saved = asdict(config)
-    del saved["epochs"], saved["max_loss"], saved["eval_every"], saved["sync_every"]
-    return saved
-
-
-def _same_config(saved: dict[str, Any], now: dict[str, Any]) -> bool:
-    """Equal settings; a setting missing from an older checkpoint had its default value, and
-    the DDA scaling is irrelevant when there is no DDA term (gamma = 0)."""
-    defaults = _comparable(TrainConfig())
-    keys = set(saved | now) - ({"scaling"} if now.get("gamma") == 0 else set())
-    return all(saved.get(k, defaults.get(k)) == now.get(k, defaults.get(k)) for k in keys)

@@ -121,7 +121,7 @@ def test_two_ranks_equal_one_process_on_the_global_batch(scaling):
 
 
 def _standin_entry(rank: int, world: int, init: str, out: str, root: str) -> None:
-    from ferlib.fer import PROFILES, load_data
+    from ferlib.experiments.fer import PROFILES, load_data
     from ferlib.models import ResNet18
 
     dist.init_process_group("gloo", init_method=f"file://{init}", rank=rank, world_size=world)

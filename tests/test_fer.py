@@ -1,4 +1,4 @@
-"""The FER experiment runner (ferlib.fer) end to end on the quick stand-in."""
+"""The FER experiment (ferlib.experiments.fer) end to end on the quick stand-in."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from ferlib.data.synthetic import make_standin
-from ferlib.fer import (
+from ferlib.experiments.fer import (
     PROFILES,
     STANDIN_LABEL,
     find_rafdb,
@@ -49,7 +49,7 @@ def test_quick_run_writes_its_result_and_the_table(standin, tmp_path):
     assert result["accuracy"] == pytest.approx(
         100 * sum(cm[i][i] for i in range(k)) / sum(map(sum, cm)), abs=0.01
     )
-    assert len(result["history"]) == PROFILES["quick"].epochs
+    assert len(result["history"]) == PROFILES["quick"].train.epochs
     saved = json.loads((out / "quick-dda-5-paper-seed0.json").read_text())
     assert saved["accuracy"] == result["accuracy"]
     rows = list(csv.DictReader((out / "table.csv").open()))
@@ -65,7 +65,7 @@ def test_quick_run_writes_its_result_and_the_table(standin, tmp_path):
 
 def test_a_diverged_run_is_recorded_without_accuracies(standin, tmp_path):
     root, data = standin
-    wild = replace(PROFILES["quick"], lr=1e6, grad_clip=None, name="wild")
+    wild = replace(PROFILES["quick"].with_train(lr=1e6, grad_clip=None), name="wild")
     result = run_fer("standin", "dda", wild, root=root, out_dir=tmp_path, progress=False, data=data)
     assert result["status"] == "diverged" and "accuracy" not in result
     assert "NaN or infinite" in result["error"]
@@ -74,7 +74,7 @@ def test_a_diverged_run_is_recorded_without_accuracies(standin, tmp_path):
 
 def test_a_run_resumes_from_its_checkpoint(standin, tmp_path):
     root, data = standin
-    short = replace(PROFILES["quick"], epochs=1)
+    short = PROFILES["quick"].with_train(epochs=1)
     first = run_fer(
         "standin", "softmax", short, root=root, out_dir=tmp_path, progress=False, data=data
     )
@@ -93,7 +93,13 @@ def test_a_run_resumes_from_its_checkpoint(standin, tmp_path):
 
 def test_train_config_follows_the_profile_and_the_loss():
     prof = PROFILES["rafdb-paper"]
-    assert (prof.epochs, prof.batch_size, prof.lr, prof.lr_step, prof.gamma) == (
+    assert (
+        prof.train.epochs,
+        prof.batch_size,
+        prof.train.lr,
+        prof.train.lr_step,
+        prof.train.gamma,
+    ) == (
         60,
         64,
         0.01,

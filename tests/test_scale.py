@@ -10,11 +10,21 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ferlib import study
+import ferlib.runner
 from ferlib.cli import main
-from ferlib.data import WMNIST_COUNTS, TensorLoader, class_counts, load_mnist, wmnist_indices
+from ferlib.data import (
+    WMNIST_COUNTS,
+    StreamLoader,
+    TensorLoader,
+    class_counts,
+    load_mnist,
+    wmnist_indices,
+)
 from ferlib.data.mnist import WMNIST_PAPER_COUNTS, wmnist_scale_counts
-from ferlib.study import PAPER_TABLE1, PROFILES, StreamLoader, plot_scale, run_scale, run_study
+from ferlib.experiments.scale import merge_scale, run_scale
+from ferlib.experiments.scale_report import plot_scale
+from ferlib.experiments.table1 import run_study
+from ferlib.experiments.wmnist import PAPER_TABLE1, PROFILES
 
 # sha256 of the paper-scale W-MNIST's sorted MNIST training indices (int64 little-endian)
 # followed by their labels (int64 little-endian), drawn from the real MNIST with WMNIST_SEED
@@ -88,7 +98,9 @@ def test_stream_loader_cuts_a_stream_of_passes_into_equal_epochs():
 @pytest.fixture(scope="module")
 def tiny_scale(mnist_root, tmp_path_factory):
     """The scale experiment on a tiny base: 2 epochs of 10 steps (150 images, batch 16)."""
-    base = replace(PROFILES["quick"], epochs=2, lr_step=1, counts=wmnist_scale_counts(20))
+    base = replace(
+        PROFILES["quick"].with_train(epochs=2, lr_step=1), counts=wmnist_scale_counts(20)
+    )
     base = replace(base, test_subset=300)
     out = tmp_path_factory.mktemp("scale")
     kwargs = dict(base=base, sizes=(20, 40), epoch_sizes=(20,), epochs=1, root=mnist_root)
@@ -142,7 +154,7 @@ def test_scale_experiment_reuses_finished_runs_and_keeps_other_seeds(
     def no_training(*args, **kw):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(study, "train", no_training)
+    monkeypatch.setattr(ferlib.runner, "train", no_training)
     again = run_scale(out, progress=False, **kwargs)
     assert again["runs"] == table["runs"]
     # a call for one more size keeps the finished runs in the table
@@ -210,7 +222,7 @@ def test_equal_steps_runs_at_the_base_size_are_the_studys_runs_and_can_be_reused
     def no_training(*args, **kw):
         raise AssertionError("a reused run was trained")
 
-    monkeypatch.setattr(study, "train", no_training)
+    monkeypatch.setattr(ferlib.runner, "train", no_training)
     reuse = (tmp_path / "study" / "table1.json",)
     args = kwargs | {"sizes": (20,), "epoch_sizes": (), "reuse": reuse}
     reused = run_scale(tmp_path / "scale", progress=False, **args)
@@ -219,7 +231,7 @@ def test_equal_steps_runs_at_the_base_size_are_the_studys_runs_and_can_be_reused
     for key in ("test_acc", "minority_acc", "ncm_acc", "ncm_minority_acc", "test_per_class_acc"):
         assert row[key] == trained[key], key
     with pytest.raises(ValueError, match="base profile"):
-        run_scale(tmp_path / "other", progress=False, **(args | {"base": replace(base, lr=0.5)}))
+        run_scale(tmp_path / "other", progress=False, **(args | {"base": base.with_train(lr=0.5)}))
 
 
 def test_merge_scale_joins_arms_trained_by_two_processes(tiny_scale, tmp_path, capsys):
@@ -239,10 +251,10 @@ def test_merge_scale_joins_arms_trained_by_two_processes(tiny_scale, tmp_path, c
     longer = json.loads((tmp_path / "b" / "scale.json").read_text()) | {"epochs_arm_epochs": 9}
     (tmp_path / "b" / "longer.json").write_text(json.dumps(longer))
     with pytest.raises(ValueError, match="cannot share a figure"):
-        study.merge_scale(tmp_path / "a", (tmp_path / "b" / "longer.json",))
+        merge_scale(tmp_path / "a", (tmp_path / "b" / "longer.json",))
     other = json.loads((tmp_path / "b" / "scale.json").read_text())
     key = next(iter(other["runs"]))
     other["runs"][key]["recipe"] = other["runs"][key]["recipe"] | {"lr": 1.0}
     (tmp_path / "b" / "other.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match="differs"):
-        study.merge_scale(tmp_path / "a", (tmp_path / "b" / "other.json",))
+        merge_scale(tmp_path / "a", (tmp_path / "b" / "other.json",))

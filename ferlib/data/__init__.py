@@ -2,8 +2,9 @@
 
 * :mod:`ferlib.data.root`: where datasets live (``default_data_root``);
 * :mod:`ferlib.data.mnist`: MNIST and W-MNIST, the course's imbalanced MNIST;
-* :mod:`ferlib.data.loaders`: in-memory mini-batches (``TensorLoader``), class counts and
-  the fingerprint a checkpoint records;
+* :mod:`ferlib.data.loaders`: in-memory mini-batches (``TensorLoader``; ``StreamLoader`` cuts
+  its passes into epochs of a fixed number of steps), class counts and the fingerprint a
+  checkpoint records;
 * :mod:`ferlib.data.images`: decoding image files, with errors that name the file;
 * :mod:`ferlib.data.rafdb`, :mod:`ferlib.data.affectnet`, :mod:`ferlib.data.fer2013`: the
   facial-expression datasets, read exactly as users receive them;
@@ -34,7 +35,7 @@ from ferlib.data.cache import decode_dataset
 from ferlib.data.device import DeviceAugmentLoader, DeviceLoader, stream_loader
 from ferlib.data.fer2013 import FER2013, FER2013_CLASSES, FERPLUS_CLASSES
 from ferlib.data.images import CorruptImageError, DatasetNotFoundError
-from ferlib.data.loaders import TensorLoader, class_counts, fingerprint
+from ferlib.data.loaders import StreamLoader, TensorLoader, class_counts, fingerprint
 from ferlib.data.mnist import (
     MNIST_FILES,
     MNIST_MEAN,
@@ -72,6 +73,7 @@ __all__ = [
     "DeviceAugmentLoader",
     "DeviceLoader",
     "StandinExistsError",
+    "StreamLoader",
     "TensorLoader",
     "center_crop",
     "class_counts",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-__all__ = ["TensorLoader", "class_counts", "fingerprint"]
+__all__ = ["StreamLoader", "TensorLoader", "class_counts", "fingerprint"]
 
 
 def fingerprint(images: Tensor, labels: Tensor, samples: int = 64) -> str:
@@ -127,3 +127,69 @@ def class_counts(labels: Tensor, num_classes: int) -> Tensor:
             f"got range [{int(labels.min())}, {int(labels.max())}]"
         )
     return torch.bincount(labels, minlength=num_classes)
+
+
+class StreamLoader:
+    """Mini-batches of a stream of shuffled passes over in-memory tensors, cut into
+    "epochs" of a fixed number of steps, so that runs on sets of different sizes take the
+    same number of SGD steps under the same epoch-based learning-rate schedule.
+
+    Pass ``p`` over the set has the order ``torch.randperm(n, generator=seed + p)`` and
+    ``ceil(n / batch_size)`` batches (the last one smaller), exactly as
+    :class:`TensorLoader`'s epoch ``p``; epoch ``e`` of this loader yields
+    batches ``e * steps_per_epoch`` ... ``(e + 1) * steps_per_epoch - 1`` of the stream.
+    With ``steps_per_epoch == len(TensorLoader(...))`` it is that loader, batch for batch.
+
+    Args:
+        images: (N, ...) inputs.
+        labels: (N,) integer labels.
+        batch_size: samples per batch.
+        steps_per_epoch: batches per epoch, >= 1.
+        seed: base seed of the shuffling.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        batch_size: int,
+        steps_per_epoch: int,
+        seed: int = 0,
+    ) -> None:
+        self.inner = TensorLoader(images, labels, batch_size, shuffle=True, seed=seed)
+        if steps_per_epoch < 1:
+            raise ValueError(f"StreamLoader: steps_per_epoch must be >= 1, got {steps_per_epoch}")
+        self.steps_per_epoch = steps_per_epoch
+        self.epoch = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """The data's fingerprint and the epoch length: what a checkpoint records."""
+        return f"{self.inner.fingerprint}:stream{self.steps_per_epoch}"
+
+    @property
+    def num_samples(self) -> int:
+        """Number of samples N in the dataset."""
+        return self.inner.num_samples
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the ``steps_per_epoch`` batches of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def __iter__(self):
+        per_pass = len(self.inner)
+        start = self.epoch * self.steps_per_epoch
+        done = 0
+        while done < self.steps_per_epoch:
+            pass_no, offset = divmod(start + done, per_pass)
+            self.inner.set_epoch(pass_no)
+            for i, batch in enumerate(self.inner):
+                if i < offset:
+                    continue
+                yield batch
+                done += 1
+                if done == self.steps_per_epoch:
+                    return

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from ferlib.fer import PROFILES, load_data, save_test_outputs
+from ferlib.experiments.fer import PROFILES, load_data, save_test_outputs
 from ferlib.models import ResNet18
 from ferlib.training import predict
 
