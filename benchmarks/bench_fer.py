@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from ferlib.data import DeviceLoader
 from ferlib.losses import CenterDDALoss
 from ferlib.models import ResNet18
+from ferlib.paper import GAMMA_RAFDB, LAMBDA
 from ferlib.runtime import pick_device
 from ferlib.training import TrainConfig, train
 
@@ -93,8 +94,8 @@ def ferlib_loop(data: DeviceLoader, device: torch.device, amp: bool) -> Callable
         config = TrainConfig(
             epochs=1,
             lr=0.01,
-            lam=0.01,
-            gamma=5.0,
+            lam=LAMBDA,
+            gamma=GAMMA_RAFDB,
             device=str(device),
             amp=amp,
             channels_last=device.type == "cuda",

@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _scale(args: argparse.Namespace) -> int:
     from ferlib.experiments import scale
-    from ferlib.experiments.scale_report import format_scale
+    from ferlib.experiments.scale_report import format_scale, merge_scale
 
     if args.merge:  # runs trained by other processes: no training
-        table = scale.merge_scale(args.out, tuple(args.merge))
+        table = merge_scale(args.out, tuple(args.merge))
     else:
         table = scale.run_scale(
             args.out,
@@ -273,9 +273,10 @@ def _standin(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    """One run of LeNets++ on the profile's W-MNIST; exit code 1 when it diverged."""
     from ferlib.data import TensorLoader
     from ferlib.models import LeNetsPP
-    from ferlib.training import NonFiniteLossError, seed_everything, train
+    from ferlib.runner import run
 
     prof = PROFILES[args.profile]
     changes = {"epochs": args.epochs, "lr": args.lr}
@@ -285,27 +286,24 @@ def _train(args: argparse.Namespace) -> int:
         **{k: v for k, v in changes.items() if v is not None},
     )
     (x_train, y_train), (x_test, y_test) = load_study_data(prof, args.data_root)
-    seed_everything(args.seed)
-    model = LeNetsPP()
-    try:
-        result = train(
-            model,
-            TensorLoader(x_train, y_train, prof.batch_size, shuffle=True, seed=args.seed),
-            TensorLoader(x_test, y_test, 1000),
-            config,
-            checkpoint=args.checkpoint,
-            progress=not args.no_progress,
-        )
-    except NonFiniteLossError as err:
-        return fail(f"python -m ferlib {args.command}", err, code=1)
-    last = result.history[-1]
+    result = run(
+        LeNetsPP,
+        TensorLoader(x_train, y_train, prof.batch_size, shuffle=True, seed=args.seed),
+        TensorLoader(x_test, y_test, 1000),
+        config,
+        checkpoint=args.checkpoint,
+        progress=not args.no_progress,
+    )
+    if result["status"] != "ok":
+        return fail(f"python -m ferlib {args.command}", result["error"], code=1)
+    last = result["history"][-1]
     print(f"{config.loss_name}: test accuracy {last['test_acc']:.2f}%")
     print(
         "per class: " + ", ".join(f"{k}: {a:.1f}" for k, a in enumerate(last["test_per_class_acc"]))
     )
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.history, indent=1) + "\n")
+        args.json.write_text(json.dumps(result["history"], indent=1) + "\n")
     return 0
 
 

@@ -11,13 +11,18 @@ from ferlib.experiments.scale import (
     SCALE_EPOCHS,
     SCALE_LOSSES,
     SCALE_SIZES,
-    merge_scale,
     run_scale,
     scale_key,
     scale_plan,
-    table_seconds,
 )
-from ferlib.experiments.scale_report import SCALE_ARMS, format_scale, plot_scale, write_scale
+from ferlib.experiments.scale_report import (
+    SCALE_ARMS,
+    format_scale,
+    merge_scale,
+    plot_scale,
+    table_seconds,
+    write_scale,
+)
 from ferlib.experiments.stability import (
     STABILITY_VARIANTS,
     Variant,

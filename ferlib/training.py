@@ -10,8 +10,8 @@ weight decay; the class centers follow their own step (Eq. 9-10), never the opti
 Everything needed to continue a run exactly is checkpointed after every epoch (model,
 optimiser, schedule, centers, gradient scaler, RNG state, history), together with the
 configuration and a fingerprint of the training data, written atomically and read back
-with ``weights_only=True``. A checkpoint only resumes the same configuration on the same
-data.
+with ``weights_only=True`` (:mod:`ferlib.checkpoint`). A checkpoint only resumes the same
+configuration on the same data.
 """
 
 from __future__ import annotations

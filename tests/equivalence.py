@@ -5,12 +5,13 @@ keeps what a refactor must not change (every epoch's losses, accuracies and feat
 norm, the final accuracies, where a diverged run stopped) and drops what may change
 (wall time, machine, free-text messages, bookkeeping fields added later).
 
-The commands run in a fresh process with pinned numerics (:data:`PINNED`): on 2 threads
-with the widest vector kernels, the same command gives the same numbers run after run on
-one machine, but one thread instead of two already moved quick-profile accuracies by up
-to 11 points and made one stability variant diverge a step earlier (measured here: a few
-float32 roundings differ, and 3 epochs of SGD at the quick profile's learning rate amplify
-them). No tolerance can separate that from a real change, so the comparison is exact.
+The commands run in a fresh process on a pinned number of threads (:data:`PINNED`). On one
+machine the same command then gives the same numbers, bit for bit, run after run (checked
+here: two runs, identical files). One thread instead of two already moved quick-profile
+accuracies by up to 11 points and made a stability variant diverge (a few float32 roundings
+differ, and 3 epochs of SGD at the quick profile's learning rate amplify them), so no
+tolerance can tell a real change from another processor's roundings: the comparison is
+exact, on a processor of the model that made the fixture.
 
 ``tests/fixtures/equivalence.json`` holds the numbers that the code before the experiments
 became ``ferlib.experiments`` (commit 6dee0e9) gave, and the machine that made them;
@@ -25,6 +26,7 @@ Remake it (only when a change of numbers is intended, and say why in the commit)
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -41,16 +43,10 @@ from ferlib.runtime import machine_description
 FIXTURE = Path(__file__).parent / "fixtures" / "equivalence.json"
 CASES = ("study", "stability", "scale", "fer")
 
-#: Numerics pinned as far as settings allow, so that other x86-64 machines give the same
-#: bits: one thread (no parallel reductions), ATen's and oneDNN's baseline kernels instead
-#: of the widest vector units the CPU has, and MKL's reproducible code path.
-PINNED = {
-    "OMP_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "ATEN_CPU_CAPABILITY": "default",
-    "ONEDNN_MAX_CPU_ISA": "SSE41",
-    "MKL_CBWR": "COMPATIBLE",
-}
+#: The thread count, pinned: OpenMP and MKL split reductions by it, so it decides roundings.
+#: (Pinning the vector kernels too, ATEN_CPU_CAPABILITY=default and ONEDNN_MAX_CPU_ISA=SSE41,
+#: made the four commands take over 13 minutes instead of under 2: not worth it for CI.)
+PINNED = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
 
 #: Keys whose values are not results: timings, machine, messages, provenance.
 IGNORED = {"seconds", "wall_seconds", "machine", "error", "source", "world_size", "profile"}
@@ -106,17 +102,23 @@ def run_case(name: str, root: Path, out: Path) -> tuple[int, dict[str, Any]]:
 
 def machine_key() -> dict[str, Any]:
     """What decides whether two machines give bit-identical float32 training: the processor
-    (its model name decides the vector kernels), torch, and the number of threads."""
+    (its model name, and a digest of its instruction-set flags, which decide the vector
+    kernels), torch, and the number of threads."""
     info = machine_description(torch.device("cpu"))
-    model = ""
+    cpu = {"model name": "", "flags": ""}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            if key.strip() in cpu and not cpu[key.strip()]:
+                cpu[key.strip()] = value.strip()
     except OSError:
         pass
-    return {"cpu": model or info["processor"], "torch": info["torch"], "threads": info["threads"]}
+    flags = hashlib.sha256(cpu["flags"].encode()).hexdigest()[:12]
+    return {
+        "cpu": f"{cpu['model name']} (flags {flags})",
+        "torch": info["torch"],
+        "threads": info["threads"],
+    }
 
 
 def run_pinned(root: Path, out: Path, cases: tuple[str, ...] = CASES) -> dict[str, Any]:

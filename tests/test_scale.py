@@ -21,8 +21,8 @@ from ferlib.data import (
     wmnist_indices,
 )
 from ferlib.data.mnist import WMNIST_PAPER_COUNTS, wmnist_scale_counts
-from ferlib.experiments.scale import merge_scale, run_scale
-from ferlib.experiments.scale_report import plot_scale
+from ferlib.experiments.scale import run_scale
+from ferlib.experiments.scale_report import merge_scale, plot_scale
 from ferlib.experiments.table1 import run_study
 from ferlib.experiments.wmnist import PAPER_TABLE1, PROFILES
 

@@ -37,11 +37,9 @@ __all__ = [
     "SCALE_EPOCH_SIZES",
     "SCALE_LOSSES",
     "SCALE_SIZES",
-    "merge_scale",
     "run_scale",
     "scale_key",
     "scale_plan",
-    "table_seconds",
 ]
 
 #: The two losses of the scale experiment: name -> (λ, γ, DDA scaling). DDA γ = 7 with the
@@ -310,47 +308,3 @@ def _reused_rows(
             row |= {"seconds": r.get("seconds") or 0.0, "source": str(path)}
             rows[scale_key("steps", loss, majority, seed)] = row
     return rows
-
-
-def merge_scale(out_dir: str | Path, others: tuple[str | Path, ...]) -> dict[str, Any]:
-    """Merge the runs of other ``scale.json`` files (e.g. the equal-epochs arm, trained by
-    a second process at the same time) into ``out_dir/scale.json`` and rewrite its files.
-
-    The tables must share the base profile and the losses; a run present in two of them
-    with different results, or equal-epochs runs of different lengths, are refused.
-    Records each source's training time under ``merged_from``. Returns the merged table.
-    """
-    out = Path(out_dir)
-    table = json.loads((out / "scale.json").read_text())
-    merged_from = dict(table.get("merged_from") or {str(out / "scale.json"): table_seconds(table)})
-    for path in others:
-        other = json.loads(Path(path).read_text())
-        if not same_profile(other["base_profile"], table["base_profile"]):
-            raise ValueError(f"merge_scale: {path} has another base_profile than {out}/scale.json")
-        if other["losses"] != table["losses"]:
-            raise ValueError(f"merge_scale: {path} has another losses than {out}/scale.json")
-        epochs_runs = [r for r in other["runs"].values() if r["arm"] == "epochs"]
-        mine = [r for r in table["runs"].values() if r["arm"] == "epochs"]
-        if epochs_runs and mine and other["epochs_arm_epochs"] != table["epochs_arm_epochs"]:
-            raise ValueError(
-                f"merge_scale: equal-epochs runs of {other['epochs_arm_epochs']} and "
-                f"{table['epochs_arm_epochs']} epochs cannot share a figure"
-            )
-        if epochs_runs:
-            table["epochs_arm_epochs"] = other["epochs_arm_epochs"]
-        for key, run_row in other["runs"].items():
-            if key in table["runs"] and table["runs"][key]["recipe"] != run_row["recipe"]:
-                raise ValueError(f"merge_scale: run {key} differs between the tables")
-            table["runs"].setdefault(key, run_row)
-        merged_from[str(path)] = table_seconds(other)
-    runs = table["runs"]
-    table["seeds"] = sorted({r["seed"] for r in runs.values()})
-    table["train_seconds_all_runs"] = round(sum(r["seconds"] for r in runs.values()), 1)
-    table["merged_from"] = merged_from
-    write_scale(table, out)
-    return table
-
-
-def table_seconds(table: dict[str, Any]) -> float:
-    """Training seconds of the runs a scale table trained itself (not reused from a study)."""
-    return round(sum(r["seconds"] for r in table["runs"].values() if "source" not in r), 1)
