@@ -25,6 +25,7 @@ from ferlib.experiments.scale import run_scale
 from ferlib.experiments.scale_report import merge_scale, plot_scale
 from ferlib.experiments.table1 import run_study
 from ferlib.experiments.wmnist import PAPER_TABLE1, PROFILES
+from ferlib.training import TrainConfig
 
 # sha256 of the paper-scale W-MNIST's sorted MNIST training indices (int64 little-endian)
 # followed by their labels (int64 little-endian), drawn from the real MNIST with WMNIST_SEED
@@ -34,8 +35,10 @@ PAPER_WMNIST_INDEX_SUM = 1_354_535_039
 
 def test_paper_profile_is_the_paper_recipe_on_a_paper_scale_wmnist():
     paper = PROFILES["paper"]
-    assert (paper.epochs, paper.lr, paper.lr_step, paper.batch_size) == (100, 0.001, 20, 128)
-    assert paper.lr_decay == pytest.approx(1 / 1.25) and paper.grad_clip is None
+    recipe = paper.train
+    assert (recipe.epochs, recipe.lr, recipe.lr_step, paper.batch_size) == (100, 0.001, 20, 128)
+    assert recipe.lr_decay == pytest.approx(1 / 1.25) and recipe.grad_clip is None
+    assert recipe == TrainConfig(eval_every=10)  # TrainConfig's defaults are the paper's recipe
     counts = dict(paper.counts)
     assert counts == dict(WMNIST_PAPER_COUNTS) == wmnist_scale_counts(5840)
     assert sum(counts.values()) == 45_260 and paper.minority == [2, 5, 8]
