@@ -1,48 +1,23 @@
 """The FER experiment under its pre-issue-16 import path: ``from ferlib.fer import ...``.
 
 Notebooks handed out before the experiments became :mod:`ferlib.experiments` (and student
-submissions made from them) import from here; this module only re-exports. New code
-imports from :mod:`ferlib.experiments.fer` and :mod:`ferlib.experiments.fer_data`.
+submissions made from them) import from here. This module only forwards each name to
+:mod:`ferlib.experiments.fer`, which new code imports.
 """
 
-from ferlib.experiments.fer import (
-    CROPS,
-    DACL_RAFDB,
-    DATASETS,
-    LOSSES,
-    PAPER_TABLE2,
-    PROFILES,
-    STANDIN_BANNER,
-    STANDIN_LABEL,
-    FERProfile,
-    find_rafdb,
-    format_table,
-    load_data,
-    load_test_outputs,
-    run_fer,
-    run_name,
-    save_test_outputs,
-    train_config,
-    write_table,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CROPS",
-    "DACL_RAFDB",
-    "DATASETS",
-    "LOSSES",
-    "PAPER_TABLE2",
-    "PROFILES",
-    "STANDIN_BANNER",
-    "STANDIN_LABEL",
-    "FERProfile",
-    "find_rafdb",
-    "format_table",
-    "load_data",
-    "load_test_outputs",
-    "run_fer",
-    "run_name",
-    "save_test_outputs",
-    "train_config",
-    "write_table",
-]
+from typing import Any
+
+from ferlib.experiments import fer as _home
+
+__all__ = list(_home.__all__)
+
+
+def __getattr__(name: str) -> Any:
+    """The object ``name`` of :mod:`ferlib.experiments.fer` (PEP 562)."""
+    if name.startswith("_") or not hasattr(_home, name):
+        raise AttributeError(
+            f"module 'ferlib.fer' has no attribute {name!r}; see ferlib.experiments.fer"
+        )
+    return getattr(_home, name)

@@ -66,6 +66,7 @@ __all__ = [
     "STANDIN_LABEL",
     "FERProfile",
     "find_rafdb",
+    "format_table",
     "load_data",
     "load_test_outputs",
     "run_fer",
