@@ -1,23 +1,39 @@
-"""Classification metrics: accuracy, per-class accuracy, confusion matrices; t-SNE maps.
+"""Classification metrics: accuracy, per-class accuracy, confusion matrices; t-SNE maps;
+and the noise of these numbers: McNemar's exact test and bootstrap intervals.
 
 Inputs are predicted and true class indices (N,) as torch tensors, numpy arrays or lists.
+
+Two runs scored on the same test images are compared image by image (paired): the images
+both get right or both get wrong say nothing about which run is better, so a paired test
+is much sharper than two separate intervals. :func:`mcnemar_test` asks whether the two runs'
+accuracies differ; :func:`paired_bootstrap` gives an interval for the difference in
+accuracy and in average per-class accuracy (the paper's metric on imbalanced test sets);
+:func:`mean_class_accuracy_interval` gives the noise of one run's average per-class
+accuracy. The distributions and the resampling are scipy.stats'.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
+from scipy import stats
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 from torch import Tensor
 
 __all__ = [
+    "Interval",
+    "McNemar",
     "accuracy",
     "class_means",
     "confusion_matrix",
+    "mcnemar_test",
     "mean_class_accuracy",
+    "mean_class_accuracy_interval",
     "nearest_mean_predict",
+    "paired_bootstrap",
     "per_class_accuracy",
     "tsne_2d",
 ]
@@ -156,3 +172,132 @@ def _np_features(features: Tensor | np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"tsne_2d: expected features (N, D), got shape {x.shape}")
     return x.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+@dataclass(frozen=True)
+class McNemar:
+    """McNemar's exact test of two runs on the same test images.
+
+    ``only_a``: images run A gets right and run B wrong; ``only_b``: the reverse. Under the
+    null hypothesis (equal accuracy) each of these ``only_a + only_b`` discordant images is
+    A's with probability 1/2; ``p_value`` is the two-sided exact binomial p-value.
+    """
+
+    only_a: int
+    only_b: int
+    p_value: float
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A number in percent (or points, for a difference) and its bootstrap interval."""
+
+    value: float
+    low: float
+    high: float
+    confidence: float
+
+    def __str__(self) -> str:
+        return f"{self.value:.2f} [{self.low:.2f}, {self.high:.2f}]"
+
+
+def mcnemar_test(preds_a: ArrayLike, preds_b: ArrayLike, labels: ArrayLike) -> McNemar:
+    """McNemar's exact test: do runs A and B, scored on the same images, differ in accuracy?
+
+    ``scipy.stats.binomtest(only_a, only_a + only_b, 0.5)``; p = 1 when no image is
+    discordant."""
+    a, y = _as_pair(preds_a, labels, "mcnemar_test")
+    b, _ = _as_pair(preds_b, labels, "mcnemar_test")
+    right_a, right_b = a == y, b == y
+    only_a, only_b = int(np.sum(right_a & ~right_b)), int(np.sum(right_b & ~right_a))
+    n = only_a + only_b
+    p = 1.0 if n == 0 else float(stats.binomtest(only_a, n, 0.5).pvalue)
+    return McNemar(only_a, only_b, p)
+
+
+def _mean_class(num_classes: int):
+    """Vectorised average per-class accuracy (%) of 0/1 hits along the last axis; classes
+    absent from a (resampled) test set are left out, as in :func:`mean_class_accuracy`."""
+    classes = np.arange(num_classes)
+
+    def statistic(hits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        member = labels[..., None] == classes  # (..., N, K)
+        right = (hits[..., None].astype(bool) & member).sum(axis=-2)
+        support = member.sum(axis=-2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_class = np.where(support > 0, 100.0 * right / support, np.nan)
+        return np.nanmean(per_class, axis=-1)
+
+    return statistic
+
+
+def _bootstrap(data: tuple, statistic, n_resamples: int, confidence: float, seed: int):
+    """scipy.stats.bootstrap over test images (paired: one resample of indices for all
+    arrays), percentile interval."""
+    res = stats.bootstrap(
+        data,
+        lambda *arrays, axis: statistic(*(np.moveaxis(x, axis, -1) for x in arrays)),
+        n_resamples=n_resamples,
+        paired=True,
+        vectorized=True,
+        batch=50,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    return res.confidence_interval
+
+
+def paired_bootstrap(
+    preds_a: ArrayLike,
+    preds_b: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """The difference A − B, in points, in accuracy (``"acc"``) and in average per-class
+    accuracy (``"mean_class_acc"``), with a paired bootstrap interval: the test images are
+    resampled with replacement and both runs are scored on the same resample."""
+    a, y = _as_pair(preds_a, labels, "paired_bootstrap")
+    b, _ = _as_pair(preds_b, labels, "paired_bootstrap")
+    _check_range(y, num_classes, "labels", "paired_bootstrap")
+    hits_a, hits_b = (a == y).astype(np.int8), (b == y).astype(np.int8)
+    mean_class = _mean_class(num_classes)
+
+    def acc(ha, hb, _y):
+        return 100.0 * (ha.mean(axis=-1) - hb.mean(axis=-1))
+
+    def mca(ha, hb, yy):
+        return mean_class(ha, yy) - mean_class(hb, yy)
+
+    out = {}
+    for key, statistic in (("acc", acc), ("mean_class_acc", mca)):
+        value = float(statistic(hits_a, hits_b, y))
+        low, high = _bootstrap((hits_a, hits_b, y), statistic, n_resamples, confidence, seed)
+        out[key] = Interval(value, float(low), float(high), confidence)
+    return out
+
+
+def mean_class_accuracy_interval(
+    preds: ArrayLike,
+    labels: ArrayLike,
+    num_classes: int,
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """One run's average per-class accuracy (%) with a bootstrap interval over test images:
+    how far another draw of the test set could move it."""
+    p, y = _as_pair(preds, labels, "mean_class_accuracy_interval")
+    _check_range(y, num_classes, "labels", "mean_class_accuracy_interval")
+    hits = (p == y).astype(np.int8)
+    statistic = _mean_class(num_classes)
+    low, high = _bootstrap((hits, y), statistic, n_resamples, confidence, seed)
+    return Interval(float(statistic(hits, y)), float(low), float(high), confidence)

@@ -5,11 +5,15 @@ import pytest
 import torch
 
 from ferlib.metrics import (
+    McNemar,
     accuracy,
     class_means,
     confusion_matrix,
+    mcnemar_test,
     mean_class_accuracy,
+    mean_class_accuracy_interval,
     nearest_mean_predict,
+    paired_bootstrap,
     per_class_accuracy,
     tsne_2d,
 )
@@ -103,3 +107,88 @@ def test_tsne_2d_rejects_bad_input() -> None:
         tsne_2d(torch.randn(3, 8))
     with pytest.raises(ValueError, match=r"\(N, D\)"):
         tsne_2d(torch.randn(10))
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+def test_mcnemar_is_the_exact_binomial_test_of_the_discordant_images():
+    y = np.zeros(20, dtype=int)
+    # 5 images only A gets right, none only B: p = 2 * (1/2)^5
+    result = mcnemar_test([0] * 5 + [1] * 15, [1] * 20, y)
+    assert (result.only_a, result.only_b) == (5, 0)
+    assert result.p_value == pytest.approx(2 / 32)
+    # 1 against 9: p = 2 * P(X <= 1) for X ~ Bin(10, 1/2) = 2 * 11 / 1024
+    a = np.array([0] * 1 + [1] * 9 + [0] * 10)
+    b = np.array([1] * 1 + [0] * 9 + [0] * 10)
+    result = mcnemar_test(a, b, y)
+    assert (result.only_a, result.only_b) == (1, 9)
+    assert result.p_value == pytest.approx(22 / 1024)
+    assert mcnemar_test(a, a, y) == McNemar(0, 0, 1.0)  # no discordant image
+    assert mcnemar_test([0, 1], [1, 0], [0, 0]) == McNemar(1, 1, 1.0)  # one each: no evidence
+
+
+def test_paired_bootstrap_of_identical_and_of_opposite_runs():
+    y = np.arange(50) % 5
+    same = paired_bootstrap(y, y, y, 5, n_resamples=200)
+    assert all((i.value, i.low, i.high) == (0.0, 0.0, 0.0) for i in same.values())
+    wrong = (y + 1) % 5
+    opposite = paired_bootstrap(y, wrong, y, 5, n_resamples=200)
+    for interval in opposite.values():
+        assert (interval.value, interval.low, interval.high) == pytest.approx((100, 100, 100))
+
+
+def test_paired_bootstrap_matches_the_normal_approximation():
+    """A right on all 400 images, B on every other one: the difference in accuracy is 50
+    points with standard error 100 * sqrt(0.25 / 400) = 2.5, so the 95% interval is about
+    50 ± 4.9 (the bootstrap's own Monte-Carlo error is a few tenths)."""
+    y = np.zeros(400, dtype=int)
+    b = np.where(np.arange(400) % 2 == 0, 0, 1)
+    result = paired_bootstrap(y, b, y, 2, n_resamples=4000)["acc"]
+    assert result.value == pytest.approx(50.0)
+    assert result.low == pytest.approx(50 - 1.96 * 2.5, abs=1.0)
+    assert result.high == pytest.approx(50 + 1.96 * 2.5, abs=1.0)
+    assert result.confidence == 0.95 and str(result).startswith("50.00 [")
+
+
+def test_pairing_sees_a_difference_that_two_separate_intervals_hide():
+    """Two runs that agree on 990 of 1,000 images; A alone is right on the other 10. Each
+    run's own 95% interval is about ±1.9 points, and they overlap; the paired interval of
+    the 1-point difference excludes 0, and McNemar gives p = 2 / 2^10."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 1000)
+    a = np.where(rng.random(1000) < 0.9, y, (y + 1) % 4)
+    b = a.copy()
+    right_a = np.flatnonzero(a == y)[:10]
+    b[right_a] = (y[right_a] + 1) % 4  # B wrong where A is right, 10 times
+    diff = paired_bootstrap(a, b, y, 4, n_resamples=2000)
+    assert diff["acc"].value == pytest.approx(1.0)
+    assert 0 < diff["acc"].low < 1.0 < diff["acc"].high
+    assert diff["mean_class_acc"].low > 0
+    alone = 1.96 * 100 * math.sqrt(0.9 * 0.1 / 1000)  # one run's binomial half-width
+    assert alone > 1.8 and diff["acc"].value < 2 * alone  # separate intervals would overlap
+    assert mcnemar_test(a, b, y) == McNemar(10, 0, pytest.approx(2 / 1024))
+
+
+def test_mean_class_accuracy_interval_is_wide_when_a_class_is_small():
+    """Class 0: 100 images, all right; class 1: 4 images, 2 right. The average is 75%, and
+    resampling 4 images moves class 1's accuracy (hence the average) by tens of points."""
+    y = np.array([0] * 100 + [1] * 4)
+    preds = y.copy()
+    preds[100:102] = 0
+    interval = mean_class_accuracy_interval(preds, y, 2, n_resamples=2000)
+    assert interval.value == pytest.approx(75.0) == mean_class_accuracy(preds, y, 2)
+    assert interval.low <= 62.5 and interval.high >= 87.5
+    perfect = mean_class_accuracy_interval(y, y, 2, n_resamples=200)
+    assert (perfect.value, perfect.low, perfect.high) == (100.0, 100.0, 100.0)
+    again = mean_class_accuracy_interval(preds, y, 2, n_resamples=2000)
+    assert again == interval  # seeded
+
+
+def test_noise_functions_reject_bad_input():
+    with pytest.raises(ValueError, match="same non-zero"):
+        mcnemar_test([0, 1], [0], [0, 1])
+    with pytest.raises(ValueError, match="labels"):
+        paired_bootstrap([0, 1], [0, 1], [0, 5], 2)
+    with pytest.raises(ValueError, match="labels"):
+        mean_class_accuracy_interval([0, 1], [0, 7], 3)
