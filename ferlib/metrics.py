@@ -29,6 +29,7 @@ __all__ = [
     "accuracy",
     "class_means",
     "confusion_matrix",
+    "cosine_mean_predict",
     "mcnemar_test",
     "mean_class_accuracy",
     "mean_class_accuracy_interval",
@@ -136,6 +137,22 @@ def nearest_mean_predict(features: Tensor, means: Tensor) -> Tensor:
     one that lies on the same ray as another, nearer the origin) is still found here.
     """
     return torch.cdist(features.double(), means.double()).argmin(dim=1)
+
+
+def cosine_mean_predict(
+    features: Tensor, train_features: Tensor, train_labels: Tensor, num_classes: int
+) -> Tensor:
+    """The nearest class mean by angle: (N,) class indices from test features (N, D) and
+    training features (M, D) with their labels (M,).
+
+    Every feature is scaled to unit length, the class means are taken over the unit training
+    features, and each test feature goes to the mean with the largest cosine similarity. A
+    rule fair to the softmax loss, whose features spread along rays (notebook 01): the
+    Euclidean rule of :func:`nearest_mean_predict` favours losses built on Euclidean centers.
+    """
+    unit = torch.nn.functional.normalize(train_features.double(), dim=1)
+    means = torch.nn.functional.normalize(class_means(unit, train_labels, num_classes), dim=1)
+    return (torch.nn.functional.normalize(features.double(), dim=1) @ means.T).argmax(dim=1)
 
 
 def tsne_2d(features: Tensor, seed: int = 0, pca_dim: int = 50, max_iter: int = 1000) -> np.ndarray:

@@ -9,6 +9,7 @@ from ferlib.metrics import (
     accuracy,
     class_means,
     confusion_matrix,
+    cosine_mean_predict,
     mcnemar_test,
     mean_class_accuracy,
     mean_class_accuracy_interval,
@@ -192,3 +193,17 @@ def test_noise_functions_reject_bad_input():
         paired_bootstrap([0, 1], [0, 1], [0, 5], 2)
     with pytest.raises(ValueError, match="labels"):
         mean_class_accuracy_interval([0, 1], [0, 7], 3)
+
+
+def test_cosine_mean_predict_goes_by_angle_where_the_euclidean_rule_goes_by_distance():
+    """Class 0 lies far out along x, class 1 near the origin along y. A short feature pointing
+    along x is nearest (Euclidean) to class 1's mean, but points at class 0."""
+    train = torch.tensor([[10.0, 0.0], [12.0, 0.0], [0.0, 0.1], [0.0, 0.2]])
+    train_labels = torch.tensor([0, 0, 1, 1])
+    test = torch.tensor([[1.0, 0.05], [0.5, 3.0]])
+    means = class_means(train, train_labels, 2)
+    assert nearest_mean_predict(test, means).tolist() == [1, 1]
+    assert cosine_mean_predict(test, train, train_labels, 2).tolist() == [0, 1]
+    # the lengths of the training features do not matter, only their directions
+    stretched = train * torch.tensor([[0.1], [5.0], [3.0], [0.5]])
+    assert cosine_mean_predict(test, stretched, train_labels, 2).tolist() == [0, 1]

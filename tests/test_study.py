@@ -13,7 +13,8 @@ from ferlib.cli import main
 from ferlib.data import WMNIST_COUNTS
 from ferlib.experiments.stability import Variant, format_stability, run_stability
 from ferlib.experiments.table1 import checkpoint_name, format_table, run_study
-from ferlib.experiments.wmnist import PROFILES, RUNS, StudyProfile
+from ferlib.experiments.wmnist import PROFILES, RUNS, StudyProfile, load_outputs
+from ferlib.metrics import accuracy
 
 
 def quick(out, mnist_root) -> int:
@@ -63,6 +64,23 @@ def test_quick_study_writes_table_and_figures(quick_study, capsys):
         assert (out / fig).stat().st_size > 10_000
     text = (out / "table1.txt").read_text()
     assert "paper %" in text and "NCM %" in text
+
+
+def test_quick_study_saves_each_runs_test_outputs(quick_study):
+    """Every finished run's test features and the predictions of its three rules, image by
+    image, for paired tests between runs; they reproduce the table's accuracies."""
+    _, out = quick_study
+    table = json.loads((out / "table1.json").read_text())
+    for name, run in table["runs"].items():
+        outputs = load_outputs(out / f"{name}-test.npz")
+        labels = outputs["labels"]
+        assert outputs["features"].shape == (500, 2) and labels.shape == (500,)
+        for rule, key in (("classifier", "test_acc"), ("ncm", "ncm_acc")):
+            assert accuracy(outputs[rule], labels) == pytest.approx(run[key], abs=0.006), name
+        assert accuracy(outputs["cosine_ncm"], labels) == pytest.approx(
+            run["cosine_ncm_acc"], abs=0.006
+        )
+        assert len(run["cosine_ncm_per_class_acc"]) == 10
 
 
 def test_quick_study_resumes_from_its_checkpoints(quick_study, mnist_root):

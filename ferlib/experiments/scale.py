@@ -212,7 +212,7 @@ def run_scale(
         train_eval = TensorLoader(x_train, y_train, 1000)
 
         def score(model, fit, train_eval=train_eval):
-            scores, _, _ = classifier_and_ncm(model, fit, test_loader, train_eval)
+            scores, _ = classifier_and_ncm(model, fit, test_loader, train_eval)
             minority = list(WMNIST_MINORITY)
             scores["minority_acc"] = minority_mean(scores["test_per_class_acc"], minority)
             scores["ncm_minority_acc"] = minority_mean(scores["ncm_per_class_acc"], minority)

@@ -35,6 +35,7 @@ from ferlib.experiments.wmnist import (
     classifier_and_ncm,
     load_study_data,
     run_config,
+    save_outputs,
 )
 from ferlib.losses import Scaling
 from ferlib.models import LeNetsPP
@@ -71,7 +72,9 @@ def run_study(
     table and the figures (Fig. 2), and return the table.
 
     A run that diverges is recorded as such (with the error message) and gets no
-    accuracy: the table never shows NaN-driven numbers. Checkpoints go to ``checkpoints``
+    accuracy: the table never shows NaN-driven numbers. A finished run's test outputs go to
+    ``out_dir/<run>-test.npz`` (:func:`~ferlib.experiments.wmnist.save_outputs`), for paired
+    comparisons between runs. Checkpoints go to ``checkpoints``
     (default ``out_dir/checkpoints``); studies under both scalings can share one folder,
     since the softmax and center runs do not depend on the scaling.
     """
@@ -93,11 +96,18 @@ def run_study(
     for name in names:
         lam, gamma = RUNS[name]
 
-        def score(model, fit, name=name):
-            scores, feats, labels = classifier_and_ncm(model, fit, test_loader, train_eval)
+        outputs: dict[str, Any] = {}
+
+        def score(model, fit, name=name, outputs=outputs):
+            scores, got = classifier_and_ncm(model, fit, test_loader, train_eval)
             centers = fit.centers.centers.cpu() if fit.centers is not None else None
-            panels[name] = (feats, labels, centers)
+            panels[name] = (got["features"], got["labels"], centers)
+            outputs |= got
             return scores
+
+        def write(record, name=name, outputs=outputs):
+            if record["status"] == "ok":
+                save_outputs(out / f"{name}-test.npz", outputs)
 
         results[name] = run(
             LeNetsPP,
@@ -107,6 +117,7 @@ def run_study(
             checkpoint=ckpt_dir / checkpoint_name(name, scaling),
             record={"lam": lam, "gamma": gamma},
             score=score,
+            write=write,
             desc=name,
             progress=progress,
         )

@@ -18,13 +18,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from torch import Tensor, nn
 
 from ferlib.data import WMNIST_COUNTS, WMNIST_SEED, TensorLoader, load_mnist, load_wmnist
 from ferlib.data.mnist import WMNIST_PAPER_COUNTS
 from ferlib.experiments.results import pct, pcts
 from ferlib.losses import Scaling
-from ferlib.metrics import accuracy, class_means, nearest_mean_predict, per_class_accuracy
+from ferlib.metrics import (
+    accuracy,
+    class_means,
+    cosine_mean_predict,
+    nearest_mean_predict,
+    per_class_accuracy,
+)
 from ferlib.paper import GAMMAS_WMNIST, LAMBDA, PAPER_TABLE1
 from ferlib.training import TrainConfig, TrainResult, predict
 
@@ -34,9 +42,11 @@ __all__ = [
     "RUNS",
     "StudyProfile",
     "classifier_and_ncm",
+    "load_outputs",
     "load_study_data",
     "minority_mean",
     "run_config",
+    "save_outputs",
 ]
 
 #: The runs of Table 1: name -> (λ, γ).
@@ -142,27 +152,54 @@ def load_study_data(
 
 def classifier_and_ncm(
     model: nn.Module, fit: TrainResult, test_loader: TensorLoader, train_eval: TensorLoader
-) -> tuple[dict[str, Any], Tensor, Tensor]:
+) -> tuple[dict[str, Any], dict[str, Tensor]]:
     """Scores of a trained LeNets++: its classifier's last test (overall, average per-class,
-    per digit), and the nearest class mean (NCM) rule on its features, with the means of
-    the training features (``train_eval``): the features alone, no classifier.
+    per digit), and two nearest-class-mean rules on its features alone, with the means of
+    the training features (``train_eval``): Euclidean (``ncm``), and by angle
+    (``cosine_ncm``), fair to the softmax loss's ray-shaped features.
 
-    Returns the scores (%), and the test features (N, 2) and labels (N,).
+    Returns the scores (%) and the test outputs: ``features`` (N, 2), ``labels`` (N,) and
+    the predictions (N,) of ``classifier``, ``ncm`` and ``cosine_ncm``.
     """
     last = fit.history[-1]
-    feats, _, labels = predict(model, test_loader)
+    feats, preds, labels = predict(model, test_loader)
     train_feats, _, train_labels = predict(model, train_eval)
     ncm = nearest_mean_predict(feats, class_means(train_feats, train_labels, 10))
+    cosine = cosine_mean_predict(feats, train_feats, train_labels, 10)
     scores = {
         "test_acc": pct(last["test_acc"]),
         "test_mean_class_acc": pct(last["test_mean_class_acc"]),
         "test_per_class_acc": pcts(last["test_per_class_acc"]),
         "ncm_acc": pct(accuracy(ncm, labels)),
         "ncm_per_class_acc": pcts(per_class_accuracy(ncm, labels, 10).tolist()),
+        "cosine_ncm_acc": pct(accuracy(cosine, labels)),
+        "cosine_ncm_per_class_acc": pcts(per_class_accuracy(cosine, labels, 10).tolist()),
         "final_feature_norm": round(last["feature_norm"], 3),
         "final_train_acc": pct(last["train_acc"]),
     }
-    return scores, feats, labels
+    outputs = {"features": feats, "labels": labels, "classifier": preds, "ncm": ncm}
+    return scores, outputs | {"cosine_ncm": cosine}
+
+
+def save_outputs(path: Path, outputs: dict[str, Tensor]) -> Path:
+    """A run's test outputs (:func:`classifier_and_ncm`) as ``.npz``: the features as float32,
+    labels and each rule's predictions as uint8, so that two runs can be compared image by
+    image later (``ferlib.metrics.mcnemar_test``, ``paired_bootstrap``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {k: v.cpu().numpy().astype(np.uint8) for k, v in outputs.items() if k != "features"}
+    np.savez_compressed(
+        path, features=outputs["features"].cpu().numpy().astype(np.float32), **arrays
+    )
+    return path
+
+
+def load_outputs(path: str | Path) -> dict[str, Tensor]:
+    """What :func:`save_outputs` wrote: ``features`` (N, 2) float32, the rest (N,) int64."""
+    with np.load(Path(path)) as z:
+        return {
+            k: torch.from_numpy(z[k].astype(np.float32 if k == "features" else np.int64))
+            for k in z.files
+        }
 
 
 def minority_mean(per_class: list[float], minority: list[int]) -> float:
