@@ -536,11 +536,20 @@ def _divergence(run: _Run, epoch: int, step: int, what: str) -> str:
         if run.check_every == 1
         else f"training stopped within {run.check_every} steps of it"
     )
+    dda = config.gamma > 0
+    advice = ["lower the learning rate" + (" or gamma" if dda else "")]
+    if not config.warmup_steps:
+        advice.append("add warm-up (warmup_steps)")
+    advice.append(
+        "add gradient clipping (grad_clip)" if config.grad_clip is None else "lower grad_clip"
+    )
+    if dda and config.scaling == "paper":
+        advice.append("use scaling='published'")
     return (
         f"{run.desc or config.loss_name}: the {what} became NaN or infinite{limit} at epoch "
         f"{epoch + 1}, step {step + 1} (lr={run.schedule.get_last_lr()[0]:.3g}, "
-        f"gamma={config.gamma}, scaling={config.scaling!r}); {when}. Lower the learning "
-        "rate or gamma, add warm-up (warmup_steps) or gradient clipping (grad_clip), or use "
-        "scaling='published'."
+        f"gamma={config.gamma}, scaling={config.scaling!r}); {when}. Try: "
+        + "; ".join(advice)
+        + "."
         + (f" The last completed epoch is saved in {path}." if path is not None else "")
     )

@@ -76,6 +76,22 @@ def test_a_diverged_run_is_recorded_and_never_scored(tmp_path):
     assert out["status"] == "diverged" and out["name"] == "wild"
     assert out["epoch"] >= 1 and out["step"] >= 1 and "NaN or infinite" in out["error"]
     assert isinstance(out["history"], list) and written == [out]
+    assert "use scaling='published'" in out["error"] and "or gamma" in out["error"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "absent", "present"),
+    [
+        ({"scaling": "published"}, "use scaling=", "or gamma"),  # already the published one
+        ({"gamma": 0.0, "lam": 0.0}, "gamma;", "grad_clip"),  # softmax: no DDA advice
+        ({"grad_clip": 1e12}, "add gradient clipping", "lower grad_clip"),
+    ],
+)
+def test_the_divergence_message_only_suggests_what_the_run_does_not_do(changes, absent, present):
+    wild = replace(CONFIG, **({"lr": 1e12, "scaling": "paper", "gamma": 50.0} | changes))
+    out = run(Tiny, data(), None, wild, checkpoint=None, progress=False)
+    assert out["status"] == "diverged", out
+    assert absent not in out["error"] and present in out["error"], out["error"]
 
 
 def test_only_rank_0_writes(monkeypatch):
