@@ -6,6 +6,7 @@ Examples::
     python -m ferlib study --profile paper               # the paper's recipe (use a GPU)
     python -m ferlib train --gamma 7 --profile cpu       # one DDA run on W-MNIST
     python -m ferlib stability | scale | fer | standin   # the other experiments and the stand-in
+    python -m ferlib paired --root results/wmnist-repro  # paired tests between a study's runs
     python -m ferlib student                             # notebooks/student/ (ferlib.classroom)
     python -m ferlib grade submissions/ --out grades     # grade a class offline
 
@@ -71,6 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         "--merge", type=Path, nargs="+", default=None, help="merge these scale.json into OUT"
     )
 
+    paired = sub.add_parser(
+        "paired", help="paired tests (McNemar, bootstrap) between a study's runs, per seed"
+    )
+    paired.add_argument(
+        "--root", type=Path, default=Path("results/wmnist-repro"), help="the studies' parent"
+    )
+    paired.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    paired.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
+    paired.add_argument("--out", type=Path, default=None, help="default: ROOT/paired.json")
+
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
     one.add_argument("--lam", type=float, default=LAMBDA, help="λ (0 with γ = 0: softmax only)")
@@ -133,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         "study": _study,
         "stability": _stability,
         "scale": _scale,
+        "paired": _paired,
         "train": _train,
     }
     return run_command(f"{parser.prog} {args.command}", handlers[args.command], args)
@@ -189,6 +201,22 @@ def _study(args: argparse.Namespace) -> int:
         print(f"\n{name} diverged: {table['runs'][name]['error']}", file=sys.stderr)
     print(f"\nresults written to {args.out}/")
     return 1 if diverged else 0
+
+
+def _paired(args: argparse.Namespace) -> int:
+    from ferlib.experiments.paired import format_paired, paired_report
+
+    if args.resamples < 100:
+        raise ValueError(
+            f"--resamples: expected at least 100 bootstrap resamples, got {args.resamples}"
+        )
+    out = args.out or args.root / "paired.json"
+    report = paired_report(args.root, args.seeds, n_resamples=args.resamples, out=out)
+    text = format_paired(report)
+    out.with_suffix(".txt").write_text(text + "\n")
+    print(text)
+    print(f"\nwritten to {out} and {out.with_suffix('.txt')}")
+    return 0
 
 
 def _stability(args: argparse.Namespace) -> int:

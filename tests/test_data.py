@@ -16,6 +16,7 @@ from ferlib.data import (
     load_wmnist,
     wmnist_indices,
 )
+from ferlib.data.mnist import WMNIST_PAPER_COUNTS
 
 MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 
@@ -23,6 +24,8 @@ MNIST_TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949
 # sampling or the constants must fail here on purpose: update these literals knowingly.
 WMNIST_INDEX_SUM = 140_976_810
 WMNIST_INDEX_SHA256 = "b82a3b749c6eccd5f89f6492162b5a4bcb67f26a20b55d85421b0b835ce623a2"
+# the paper-scale W-MNIST of the `paper` and `repro` profiles (WMNIST_PAPER_COUNTS)
+PAPER_INDEX_SHA256 = "49a913f5a4f11eb6d2ee42cd5f4cbecf9e86a4284c6a4ef3935a6adf08932b24"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +81,24 @@ def test_wmnist_indices_reproducible_and_pinned(
     assert int(idx.sum()) == WMNIST_INDEX_SUM
     digest = hashlib.sha256(idx.numpy().astype("<i8").tobytes()).hexdigest()
     assert digest == WMNIST_INDEX_SHA256
+
+
+def test_paper_scale_wmnist_pinned(mnist_train: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """The reproduction profile's set: 5,840 per majority digit, 1,460 of 2, 5, 8 (4:1),
+    drawn with WMNIST_SEED; the same images on every machine, and containing W-MNIST."""
+    from ferlib.experiments.wmnist import PROFILES
+
+    labels = mnist_train[1]
+    counts = dict(PROFILES["repro"].counts)
+    assert (
+        counts
+        == dict(WMNIST_PAPER_COUNTS)
+        == {d: 1460 if d in (2, 5, 8) else 5840 for d in range(10)}
+    )
+    idx = wmnist_indices(labels, counts)
+    assert len(idx) == 45_260 and int(idx.sum()) == 1_354_535_039
+    assert hashlib.sha256(idx.numpy().astype("<i8").tobytes()).hexdigest() == PAPER_INDEX_SHA256
+    assert set(wmnist_indices(labels).tolist()) <= set(idx.tolist())
 
 
 def test_wmnist_seed_and_counts_configurable(
