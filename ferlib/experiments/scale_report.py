@@ -73,9 +73,10 @@ def format_scale(table: dict[str, Any]) -> str:
 
 
 def plot_scale(table: dict[str, Any]) -> plt.Figure:
-    """Accuracy against training-set size: one row per loss, one column per arm; the
-    classifier (overall and minority digits) and the NCM rule; the paper's Table 1 number
-    as a reference line. Several seeds: each seed a small marker, the line their mean."""
+    """Accuracy against training-set size (log axis): one row per loss, one column per arm;
+    the classifier (overall and minority digits) and the NCM rule. Each seed is a small
+    hollow marker; the line and its filled markers are the mean over seeds. The paper's
+    Table 1 number is a reference line, named in the legend (no label over the data)."""
     runs = list(table["runs"].values())
     losses = list(dict.fromkeys(r["loss"] for r in runs))
     fig, axes = plt.subplots(
@@ -107,19 +108,27 @@ def plot_scale(table: dict[str, Any]) -> plt.Figure:
                         by_size.setdefault(r["recipe"]["n_train"], []).append(r[key])
                 xs = sorted(by_size)
                 for x in xs:
-                    ax.plot([x] * len(by_size[x]), by_size[x], style[-1], color=color, ms=3)
+                    ax.plot(
+                        [x] * len(by_size[x]), by_size[x], style[-1], color=color, ms=4,
+                        mfc="none", alpha=0.7,
+                    )  # fmt: skip
                 means = [sum(by_size[x]) / len(by_size[x]) for x in xs]
-                ax.plot(xs, means, style, color=color, label=label)
+                ax.plot(xs, means, style, color=color, label=f"{label}: mean over seeds")
+            seeds_at: dict[int, int] = {}
+            for r in mine:
+                seeds_at[r["recipe"]["n_train"]] = seeds_at.get(r["recipe"]["n_train"], 0) + 1
+            for x, n in seeds_at.items():
+                ax.text(x, 12, f"{n} seed{'s' * (n > 1)}", ha="center", fontsize="x-small")
             for r in mine:
                 if r["status"] != "ok":
                     ax.plot(r["recipe"]["n_train"], 0, "kx", ms=10, mew=2)
-            ax.axhline(PAPER_TABLE1[loss], color="k", lw=1, ls="-.")
-            ax.text(
-                sizes[0] if sizes else 1, PAPER_TABLE1[loss] - 1,
-                f"paper, Table 1: {PAPER_TABLE1[loss]:.2f}%", fontsize="small", va="top",
+            ax.axhline(
+                PAPER_TABLE1[loss], color="k", lw=1, ls="-.",
+                label="the paper's Table 1 for this loss (value in the title)",
             )  # fmt: skip
+            ax.plot([], [], "o", color="grey", mfc="none", ms=4, label="one seed (hollow)")
             name = "softmax" if loss == "softmax" else f"DDA γ={table['losses'][loss][1]:g}"
-            ax.set_title(f"{name}: {titles[arm]}")
+            ax.set_title(f"{name}: {titles[arm]} (Table 1: {PAPER_TABLE1[loss]:.2f}%)")
             ax.set_xscale("log")
             ax.set_xticks(sizes)
             ax.set_xticklabels([f"{n:,}\n{split[n][0]}/{split[n][1]}" for n in sizes])
@@ -128,15 +137,18 @@ def plot_scale(table: dict[str, Any]) -> plt.Figure:
             if j == 0:
                 ax.set_ylabel("MNIST test accuracy (%)")
             if i == len(losses) - 1:
-                ax.set_xlabel("W-MNIST training images (images per majority / minority digit)")
+                ax.set_xlabel(
+                    "W-MNIST training images, log scale (images per majority / minority digit)"
+                )
     axes[0][0].set_ylim(top=100)
-    axes[0][0].legend(fontsize="small", loc="lower right")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize="small", frameon=False)
     seeds = table.get("seeds", [])
     fig.suptitle(
         "Accuracy against the size of W-MNIST (majority:minority 4:1), "
         f"seed(s) {', '.join(map(str, seeds))}; × = diverged"
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 
