@@ -171,6 +171,21 @@ def test_profiles_are_consistent():
     assert all(p.minority == [2, 5, 8] for p in PROFILES.values())
 
 
+def test_repro_profile_is_the_documented_schedule():
+    """Issue 17's reproduction profile: the paper-scale set, 4 epochs of 354 batches of 128,
+    lr 0.01 for three epochs and 0.001 for the last, clipped at 10 like the cpu profile."""
+    from ferlib.training import _lr_factor
+
+    repro = PROFILES["repro"]
+    assert dict(repro.counts) == dict(PROFILES["paper"].counts)
+    assert repro.batch_size == 128 and -(-45_260 // 128) == 354
+    t = repro.train
+    assert (t.epochs, t.lr, t.grad_clip, t.max_loss) == (4, 0.01, 10.0, 1000.0)
+    assert (t.momentum, t.weight_decay, t.warmup_steps) == (0.9, 5e-4, 0)
+    lr = [t.lr * _lr_factor(t, 354)(step) for step in (0, 3 * 354 - 1, 3 * 354, 4 * 354 - 1)]
+    assert lr == pytest.approx([0.01, 0.01, 0.001, 0.001])
+
+
 def test_a_diverged_run_is_recorded_as_diverged_and_the_study_exits_1(
     mnist_root, tmp_path, monkeypatch, capsys
 ):
