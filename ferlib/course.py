@@ -32,12 +32,14 @@ __all__ = [
     "PROFILE_ENV",
     "RAFDB_LABELS",
     "REPO_URL",
+    "RUNS_ENV",
     "environment_report",
     "in_colab",
     "leave_student_folder",
     "print_environment",
     "profile",
     "quiet",
+    "runs_dir",
 ]
 
 # The ONE place the repository URL is written in Python. Notebooks repeat it literally in
@@ -81,6 +83,27 @@ def profile() -> str:
 def in_colab() -> bool:
     """True inside a Google Colab runtime."""
     return "google.colab" in sys.modules
+
+
+RUNS_ENV = "FERLIB_RUNS"
+#: Where a notebook keeps its runs on Colab when Google Drive is mounted at /content/drive.
+DRIVE_RUNS = Path("/content/drive/MyDrive/ferlib-runs")
+
+
+def runs_dir(name: str, local: str | Path = Path("..") / "runs") -> Path:
+    """The folder of a notebook's runs (checkpoints and results), ``<base>/<name>``.
+
+    ``<base>`` is ``$FERLIB_RUNS`` when set; else, on Colab with Google Drive mounted
+    (``drive.mount("/content/drive")``), :data:`DRIVE_RUNS`, so that checkpoints outlive a
+    disconnected runtime and a rerun resumes; else ``local`` (the course's ``runs/``,
+    git-ignored).
+    """
+    base = os.environ.get(RUNS_ENV, "").strip()
+    if base:
+        return Path(base) / name
+    if in_colab() and DRIVE_RUNS.parent.is_dir():
+        return DRIVE_RUNS / name
+    return Path(local) / name
 
 
 def leave_student_folder() -> None:

@@ -95,6 +95,21 @@ def test_in_colab(monkeypatch):
     assert course.in_colab() is True
 
 
+def test_runs_dir_prefers_the_env_then_a_mounted_drive(tmp_path, monkeypatch):
+    monkeypatch.delenv(course.RUNS_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert course.runs_dir("05-x") == Path("..") / "runs" / "05-x"
+    # on Colab without Drive: the local folder (lost with the runtime, but nothing else exists)
+    monkeypatch.setitem(sys.modules, "google.colab", object())
+    drive = tmp_path / "drive" / "MyDrive"
+    monkeypatch.setattr(course, "DRIVE_RUNS", drive / "ferlib-runs")
+    assert course.runs_dir("05-x") == Path("..") / "runs" / "05-x"
+    drive.mkdir(parents=True)  # Drive mounted: checkpoints survive a disconnect
+    assert course.runs_dir("05-x") == drive / "ferlib-runs" / "05-x"
+    monkeypatch.setenv(course.RUNS_ENV, str(tmp_path / "mine"))
+    assert course.runs_dir("05-x") == tmp_path / "mine" / "05-x"
+
+
 def test_environment_report_keys_and_datasets(tmp_path, monkeypatch):
     monkeypatch.setenv("FERLIB_PROFILE", "quick")
     report = course.environment_report(tmp_path)
