@@ -67,14 +67,15 @@ def write_study(root: Path, seed: int, wrong: dict[str, dict[int, int]]) -> None
 def test_report_counts_the_seeds_on_which_a_difference_is_significant(tmp_path: Path) -> None:
     # DDA beats softmax on the minority digits by 10 images of digit 5 on seeds 0 and 1
     # (McNemar p = 0.002) and by 1 image on seed 2 (p = 1: not significant)
-    for seed, n in ((0, 10), (1, 10), (2, 1)):
+    for seed, n in ((0, 10), (1, 10), (2, 1)):  # softmax misses n images of digit 5
         write_study(tmp_path, seed, {"softmax": {5: n}})
     report = paired_report(tmp_path, (0, 1, 2), n_resamples=200, out=tmp_path / "p.json")
     assert (tmp_path / "p.json").is_file()
     row = next(
         c
         for c in report["comparisons"]
-        if (c["a"], c["b"], c["rule"], c["group"]) == ("dda-7", "softmax", "ncm", "minority")
+        if (c["a"], c["b"], c["rule"], c["group"])
+        == ("dda-7 published", "softmax", "ncm", "minority")
     )
     assert [s["only_a"] for s in row["seeds"]] == [10, 10, 1]
     assert (row["a_better"], row["b_better"], row["not_significant"]) == (2, 0, 1)
@@ -86,11 +87,12 @@ def test_report_counts_the_seeds_on_which_a_difference_is_significant(tmp_path: 
     same = next(
         c
         for c in report["comparisons"]
-        if (c["a"], c["b"], c["rule"], c["group"]) == ("dda-7", "softmax", "ncm", "majority")
+        if (c["a"], c["b"], c["rule"], c["group"])
+        == ("dda-7 published", "softmax", "ncm", "majority")
     )
     assert (same["a_better"], same["b_better"], same["not_significant"]) == (0, 0, 3)
     text = format_paired(report)
-    assert "dda-7 vs softmax" in text and "+16.67*" in text and "+1.67 " in text
+    assert "dda-7 published vs softmax" in text and "+16.67*" in text and "+1.67 " in text
     noise = report["mean_class_acc_noise"]["softmax"][0]
     assert noise["ci"][0] <= noise["value"] <= noise["ci"][1] < 100
 
