@@ -6,6 +6,7 @@
 #   bash course.sh test   # run the whole test suite: unit tests and every notebook (nbval)
 #   bash course.sh student               # regenerate the student edition, notebooks/student/
 #   bash course.sh grade PATH [--out DIR]  # grade submissions offline (README: Teacher's guide)
+#   bash course.sh site [--out DIR]        # build the course website into build/site (docs/)
 #
 # PYTHON=python3.12 bash course.sh ...  picks the interpreter (Python >= 3.10).
 set -euo pipefail
@@ -54,8 +55,14 @@ case "${1:-}" in
         setup
         exec .venv/bin/python -m ferlib "$@"
         ;;
+    site)
+        setup
+        shift
+        # the notebooks as committed (nothing is executed), the results from results/
+        exec .venv/bin/python docs/build.py "$@"
+        ;;
     *)
-        echo "usage: bash course.sh lab|test [pytest options]|student|grade PATH [--out DIR]" >&2
+        echo "usage: bash course.sh lab|test [pytest options]|student|grade PATH [--out DIR]|site [--out DIR]" >&2
         exit 2
         ;;
 esac
