@@ -22,7 +22,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from ferlib.commands import fail, run_command
+from ferlib.commands import fail, run_command, writable
 from ferlib.experiments.table1 import format_table
 from ferlib.experiments.wmnist import PROFILES, RUNS, load_study_data, run_config
 from ferlib.paper import ALPHA, LAMBDA
@@ -249,8 +249,14 @@ def _fer(args: argparse.Namespace) -> int:
     if "dda" in args.loss:
         runs += [("dda", s, g) for s in args.scaling for g in (args.gamma or [None])]
     out = args.out or Path("results") / args.dataset
+    if args.gamma and any(g < 0 for g in args.gamma):
+        raise ValueError(
+            f"--gamma: expected values >= 0 (0 turns the DDA loss off), got {args.gamma}"
+        )
+    writable(out, "--out")  # before the data is decoded, not after a whole epoch
     status = 0
     with distributed() as device:
+        main = is_main()  # asked while the process group exists: after it, every rank is 0
         data = load_data(
             args.dataset,
             profile,
@@ -277,9 +283,9 @@ def _fer(args: argparse.Namespace) -> int:
             )
             if result["status"] != "ok":
                 status = 1
-                if is_main():
+                if main:
                     print(f"{result['run']} diverged: {result['error']}", file=sys.stderr)
-    if is_main():
+    if main:
         print((out / "table.txt").read_text())
         print(f"results written to {out}/")
     return status

@@ -11,10 +11,12 @@ keeps its traceback.
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["INPUT_ERRORS", "fail", "run_command"]
+__all__ = ["INPUT_ERRORS", "fail", "run_command", "writable"]
 
 #: Exceptions that mean bad input. ``DatasetNotFoundError`` is a ``FileNotFoundError``.
 INPUT_ERRORS: tuple[type[Exception], ...] = (ValueError, FileNotFoundError, FileExistsError)
@@ -34,3 +36,19 @@ def run_command(prog: str, handler: Callable[[A], int], args: A) -> int:
         return handler(args)
     except INPUT_ERRORS as err:
         return fail(prog, err)
+
+
+def writable(folder: Path, option: str) -> Path:
+    """``folder``, created if needed, after checking that a file can be written in it:
+    a ``ValueError`` naming ``option`` and the reason otherwise, so that a command fails
+    before it spends time on work it could not save."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise ValueError(
+            f"{option} {folder}: cannot write there ({err.strerror or err}); "
+            "pass a folder you can write to"
+        ) from err
+    return folder

@@ -159,3 +159,48 @@ def test_resnet_on_the_standin_ends_identical_on_both_ranks(tmp_path):
     assert ranks[0].keys() == ranks[1].keys()
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), f"ranks differ in {key}"
+
+
+def _cli_entry(rank: int, world: int, port: int, root: str, out: str) -> None:
+    """One process of ``torchrun --nproc_per_node=2 -m ferlib fer ...``: the environment
+    torchrun sets, then the command line's own entry point."""
+    import contextlib
+    import io
+    from pathlib import Path
+
+    from ferlib.cli import main
+
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        OMP_NUM_THREADS="1",
+    )
+    torch.set_num_threads(1)
+    args = ["fer", "--dataset", "standin", "--profile", "quick", "--loss", "softmax"]
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main([*args, "--data-root", root, "--out", out, "--no-progress"])
+    Path(out, f"exit-code-rank{rank}").write_text(str(code))
+    Path(out, f"stdout-rank{rank}").write_text(printed.getvalue())
+
+
+def test_the_fer_command_under_torchrun_exits_0_on_a_fresh_folder(tmp_path):
+    """The README's ``torchrun -m ferlib fer`` on 2 gloo processes and an output folder that
+    does not exist yet: both ranks exit 0 and rank 0 alone prints and writes the table (a
+    rank that asked whether it was rank 0 after leaving the process group believed it was,
+    and failed reading a table that rank 0 had not written)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "out"  # fresh: not there yet
+    mp.spawn(_cli_entry, args=(2, port, str(tmp_path / "standin"), str(out)), nprocs=2, join=True)
+    assert [(out / f"exit-code-rank{r}").read_text() for r in (0, 1)] == ["0", "0"]
+    assert (out / "table.txt").is_file() and (out / "quick-softmax-seed0.json").is_file()
+    printed = [(out / f"stdout-rank{r}").read_text() for r in (0, 1)]
+    assert "results written to" in printed[0]
+    assert printed[1] == "", f"rank 1 printed as if it were rank 0: {printed[1][:200]!r}"

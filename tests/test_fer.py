@@ -179,3 +179,17 @@ def test_find_rafdb_reads_the_data_root(tmp_path, monkeypatch):
     _official_layout(tmp_path / "RAF-DB")
     monkeypatch.setenv("FERLIB_DATA", str(tmp_path))
     assert find_rafdb() == tmp_path / "RAF-DB"
+
+
+def test_cli_refuses_a_negative_gamma_and_an_unwritable_out_before_any_work(tmp_path, capsys):
+    from ferlib.cli import main
+
+    base = ["fer", "--dataset", "standin", "--profile", "quick", "--no-progress"]
+    assert main([*base, "--gamma", "-1", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("python -m ferlib fer: error: --gamma: expected values >= 0")
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the output folder should be")
+    assert main([*base, "--out", str(blocked / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {blocked / 'out'}: cannot write there" in err and "Traceback" not in err
