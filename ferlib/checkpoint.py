@@ -20,7 +20,14 @@ import torch
 if TYPE_CHECKING:
     from ferlib.training import TrainConfig
 
-__all__ = ["RETIRED", "comparable", "load_checkpoint", "same_config", "save_atomic"]
+__all__ = [
+    "RETIRED",
+    "comparable",
+    "config_differences",
+    "load_checkpoint",
+    "same_config",
+    "save_atomic",
+]
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
@@ -62,16 +69,25 @@ def comparable(config: TrainConfig) -> dict[str, Any]:
 RETIRED: dict[str, Any] = {"extra": {}}
 
 
-def same_config(saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any]) -> bool:
-    """Equal settings (each a :func:`comparable`); a setting missing from an older checkpoint
-    had its value in ``defaults`` (``comparable(TrainConfig())``), a retired one
+def config_differences(
+    saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any]
+) -> dict[str, tuple[Any, Any]]:
+    """The settings in which a checkpoint's configuration and this run's differ, as
+    ``{name: (saved, now)}`` (each a :func:`comparable`); a setting missing from an older
+    checkpoint had its value in ``defaults`` (``comparable(TrainConfig())``), a retired one
     (:data:`RETIRED`) must hold the value it always had, and the DDA scaling is irrelevant
     when there is no DDA term (gamma = 0)."""
     keys = set(saved | now) - ({"scaling"} if now.get("gamma") == 0 else set())
-    for k in keys:
+    differ = {}
+    for k in sorted(keys):
         if k in RETIRED and k not in now:
             if saved[k] != RETIRED[k]:
-                return False
-        elif saved.get(k, defaults.get(k)) != now.get(k, defaults.get(k)):
-            return False
-    return True
+                differ[k] = (saved[k], RETIRED[k])
+        elif (was := saved.get(k, defaults.get(k))) != (is_ := now.get(k, defaults.get(k))):
+            differ[k] = (was, is_)
+    return differ
+
+
+def same_config(saved: dict[str, Any], now: dict[str, Any], defaults: dict[str, Any]) -> bool:
+    """True when :func:`config_differences` finds none."""
+    return not config_differences(saved, now, defaults)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ferlib.checkpoint import comparable, load_checkpoint, same_config, save_atomic
+from ferlib.checkpoint import comparable, config_differences, load_checkpoint, save_atomic
 from ferlib.losses import CenterDDALoss, Scaling
 from ferlib.metrics import accuracy, mean_class_accuracy, per_class_accuracy
 from ferlib.paper import ALPHA
@@ -345,10 +345,11 @@ def _resume(run: _Run) -> None:
     """Restore everything a checkpoint holds, after checking its configuration and data."""
     path, config = run.path, run.config
     state = load_checkpoint(path, run.device)
-    if not same_config(state["config"], comparable(config), comparable(TrainConfig())):
+    differ = config_differences(state["config"], comparable(config), comparable(TrainConfig()))
+    if differ:
+        settings = "; ".join(f"{k}: {was!r} there, {now!r} now" for k, (was, now) in differ.items())
         raise ValueError(
-            f"checkpoint {path} was written by a different configuration:\n"
-            f"  saved: {state['config']}\n  now:   {comparable(config)}\n"
+            f"checkpoint {path} was written by a different configuration ({settings}); "
             "delete it or pass another checkpoint path"
         )
     if state.get("data") != run.data_id:

@@ -193,3 +193,29 @@ def test_cli_refuses_a_negative_gamma_and_an_unwritable_out_before_any_work(tmp_
     assert main([*base, "--out", str(blocked / "out")]) == 2
     err = capsys.readouterr().err
     assert f"--out {blocked / 'out'}: cannot write there" in err and "Traceback" not in err
+
+
+def test_cli_refuses_sync_bn_without_a_gpu(tmp_path, capsys, monkeypatch):
+    from ferlib.cli import main
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = ["fer", "--dataset", "standin", "--profile", "quick", "--sync-bn"]
+    assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert "--sync-bn: SyncBatchNorm" in capsys.readouterr().err
+
+
+def test_fer_help_explains_each_choice_and_default(capsys):
+    from ferlib.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["fer", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in (
+        "(default: standin)",
+        "(default: cpu)",
+        "for a GPU",
+        "(default: ['dda'])",
+        "authors' released code",
+        "λ = 0.01",
+    ):
+        assert words in text, words

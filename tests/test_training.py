@@ -182,10 +182,13 @@ def test_checkpoint_refuses_other_data_and_extends_on_the_same(tmp_path):
     assert [h["epoch"] for h in fit(same, epochs=2).history] == [1, 2]
 
 
-def test_resume_refuses_a_different_configuration(tmp_path):
+def test_resume_refuses_a_different_configuration_and_names_what_differs(tmp_path):
     run(1, tmp_path / "ckpt.pt")
-    with pytest.raises(ValueError, match="different configuration"):
-        run(2, tmp_path / "ckpt.pt", lr=0.1)
+    with pytest.raises(ValueError, match="different configuration") as info:
+        run(2, tmp_path / "ckpt.pt", lr=0.1, seed=0, weight_decay=0.0)
+    message = str(info.value)
+    assert "lr: " in message and "0.1 now" in message and "weight_decay: 0.0005 there" in message
+    assert "momentum" not in message  # only the settings that differ
 
 
 def test_scaling_does_not_matter_to_resume_without_dda(tmp_path):
