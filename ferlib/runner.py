@@ -64,7 +64,8 @@ def run(
         ``record`` plus ``status``: ``"ok"`` with the metrics of ``score`` and the
         ``history``, or ``"diverged"`` with the ``epoch`` and ``step`` where the loss became
         NaN or infinite, the ``error`` message and the ``history`` of the completed epochs;
-        then ``seconds`` (training and scoring), ``world_size`` and ``machine``. Every rank
+        then ``seconds`` (training and scoring; for a resumed run, including the training
+        time of the epochs read back), ``world_size`` and ``machine``. Every rank
         returns the same record.
     """
     out = dict(record or {})
@@ -88,6 +89,9 @@ def run(
         out["status"] = "ok"
         out |= dict(score(model, fit)) if score is not None else {}
         out["history"] = fit.history
+        # a resumed run also counts the training time of the epochs it read back, so that
+        # rerunning a finished run does not replace its time with that of reading it back
+        tic -= sum(h.get("seconds", 0.0) for h in fit.history[: fit.resumed_epochs])
     out["seconds"] = round(time.perf_counter() - tic, 1)
     out["world_size"] = world_size()
     out["machine"] = machine_description(pick_device(config.device))

@@ -121,11 +121,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """What :func:`train` returns. ``centers`` is None for the softmax loss alone."""
+    """What :func:`train` returns. ``centers`` is None for the softmax loss alone;
+    ``resumed_epochs`` counts the epochs read back from the checkpoint (0 for a fresh run)."""
 
     history: list[dict[str, Any]]
     centers: CenterDDALoss | None
     device: torch.device
+    resumed_epochs: int = 0
 
 
 @torch.no_grad()
@@ -242,6 +244,13 @@ def train(
             :func:`data_fingerprint`, differs), or it is not a ferlib checkpoint.
     """
     run = _setup(model, train_loader, config, checkpoint, desc)
+    if run.start_epoch and is_main():
+        done = min(run.start_epoch, config.epochs)
+        what = "finished run read back" if done == config.epochs else "resuming"
+        print(
+            f"{desc or config.loss_name}: {what} from {run.path} "
+            f"({done} of {config.epochs} epochs done)"
+        )
     bar = tqdm(
         total=config.epochs * len(train_loader),
         initial=run.start_epoch * len(train_loader),
@@ -267,7 +276,7 @@ def train(
                 _save_checkpoint(run, epoch)
     finally:
         bar.close()
-    return TrainResult(run.history, run.head, run.device)
+    return TrainResult(run.history, run.head, run.device, run.start_epoch)
 
 
 def _setup(

@@ -145,3 +145,21 @@ def test_it_is_refused_for_another_configuration(old_checkpoint):
     torch.save(state, old_checkpoint)
     with pytest.raises(ValueError, match="different configuration"):
         run(Tiny, data(), None, CONFIG, checkpoint=old_checkpoint, progress=False)
+
+
+def test_a_rerun_says_it_read_the_run_back_and_keeps_its_training_time(tmp_path, capsys):
+    """Rerunning a finished run reads it back: it prints so, and its ``seconds`` still count
+    the training of the epochs it read back instead of the moment it took to read them."""
+    slow = replace(CONFIG, epochs=3)
+    first = run(Tiny, data(), None, slow, checkpoint=tmp_path / "t.pt", desc="tiny", progress=False)
+    assert "read back" not in capsys.readouterr().out
+    epochs = sum(h["seconds"] for h in first["history"])
+    again = run(Tiny, data(), None, slow, checkpoint=tmp_path / "t.pt", desc="tiny", progress=False)
+    printed = capsys.readouterr().out
+    assert f"tiny: finished run read back from {tmp_path / 't.pt'} (3 of 3 epochs done)" in printed
+    assert again["history"] == first["history"]
+    assert again["seconds"] >= round(epochs, 1) > 0
+    longer = run(
+        Tiny, data(), None, replace(slow, epochs=4), checkpoint=tmp_path / "t.pt", progress=False
+    )
+    assert "resuming from" in capsys.readouterr().out and len(longer["history"]) == 4

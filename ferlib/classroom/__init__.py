@@ -2,13 +2,15 @@
 
 One module per part: :mod:`~ferlib.classroom.conventions` (what defines an exercise, below),
 :mod:`~ferlib.classroom.edition` (the student edition), :mod:`~ferlib.classroom.grading`
-(kernel execution and scoring), :mod:`~ferlib.classroom.report` (table, CSV, JSON) and
+(kernel execution and scoring), :mod:`~ferlib.classroom.sandbox` (each submission's kernel
+in a sandbox), :mod:`~ferlib.classroom.report` (table, CSV, JSON) and
 :mod:`~ferlib.classroom.cli` (the commands).
 
 Commands (``bash course.sh student|grade ...`` runs the same)::
 
     python -m ferlib student                        # notebooks/*.ipynb -> notebooks/student/
     python -m ferlib grade SUBMISSIONS [--out DIR]  # score table, DIR/grades.csv, grades.json
+                          [--no-sandbox] [--memory-gb GB]
 
 Conventions for an instructor notebook (every ``notebooks/*.ipynb``)
 --------------------------------------------------------------------
@@ -62,6 +64,14 @@ cells were replaced by the instructor's (hidden tests included, matched by ``gra
 The cells run in a temporary ``notebooks/`` folder beside a link to the course's
 ``results/``. A crash, a cell past the per-cell timeout, or a dead kernel costs the exercises
 it touches, not the rest.
+
+A submission is untrusted code. Where bubblewrap works (Linux with ``bwrap``), each one's
+kernel runs in its own sandbox (:mod:`~ferlib.classroom.sandbox`): the course and Python
+read-only, no network, its own temporary home and folder, no instructor notebook or other
+submission in sight (the grader sends the hidden tests as cells, from its own memory), no
+process left when it ends, and limits on memory, processes and CPU time. The command's
+first line says whether grading is sandboxed; elsewhere (macOS, Windows, no ``bwrap``) it
+grades as before, and ``--no-sandbox`` asks for that.
 """
 
 from ferlib.classroom.conventions import (
@@ -85,6 +95,7 @@ from ferlib.classroom.grading import (
     grade_path,
 )
 from ferlib.classroom.report import format_table, totals, write_grades
+from ferlib.classroom.sandbox import Limits, sandbox_mode
 
 __all__ = [
     "BOOTSTRAP_LINE",
@@ -92,6 +103,7 @@ __all__ = [
     "HIDDEN_END",
     "STUDENT_DIR",
     "ExerciseScore",
+    "Limits",
     "NotebookGrade",
     "exercise_points",
     "find_submissions",
@@ -100,6 +112,7 @@ __all__ = [
     "grade_notebook",
     "grade_path",
     "mark_exercises",
+    "sandbox_mode",
     "student_edition",
     "student_edition_drift",
     "totals",

@@ -19,6 +19,7 @@ from ferlib.classroom.conventions import (
 from ferlib.classroom.edition import generate_student_edition, student_edition_drift
 from ferlib.classroom.grading import grade_path
 from ferlib.classroom.report import format_table, write_grades
+from ferlib.classroom.sandbox import Limits, sandbox_mode
 from ferlib.commands import run_command
 
 # ----------------------------------------------------------------------------- command line
@@ -51,6 +52,19 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     )
     grade.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds per cell")
     grade.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    grade.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run submissions as yourself, not each in a bubblewrap sandbox (Linux; the "
+        "default where bwrap works): only for notebooks you trust",
+    )
+    grade.add_argument(
+        "--memory-gb",
+        type=float,
+        default=0.0,
+        help="address space per process of a sandboxed submission (default: half the "
+        "machine's memory, at least 8)",
+    )
 
 
 def classroom_command(args: argparse.Namespace) -> int:
@@ -67,8 +81,16 @@ def classroom_command(args: argparse.Namespace) -> int:
         for path in generate_student_edition(args.src, args.out):
             print(f"wrote {path}")
         return 0
+    sandboxed, line = sandbox_mode(False if args.no_sandbox else None)
+    print(line, flush=True)
     rows = grade_path(
-        args.path, args.instructor, args.notebooks, args.timeout, progress=not args.no_progress
+        args.path,
+        args.instructor,
+        args.notebooks,
+        args.timeout,
+        progress=not args.no_progress,
+        sandbox=sandboxed,
+        limits=Limits(memory_gb=args.memory_gb),
     )
     print(format_table(rows))
     for path in write_grades(rows, args.out):

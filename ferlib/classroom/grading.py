@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -27,6 +26,13 @@ from ferlib.classroom.conventions import (
     exercise_points,
 )
 from ferlib.classroom.edition import _instructor_notebooks, student_edition
+from ferlib.classroom.sandbox import (
+    Limits,
+    kernel_env,
+    kernel_manager,
+    sandbox_mode,
+    this_python_kernelspecs,
+)
 
 if TYPE_CHECKING:  # nbformat, nbgrader and nbclient are imported where used: dev extra
     from nbformat import NotebookNode
@@ -58,6 +64,7 @@ class NotebookGrade:
     message: str = ""
     errors: list[dict] = field(default_factory=list)  # every cell error of the graded run
     seconds: float = 0.0
+    sandboxed: bool = False  # run in a sandbox (ferlib.classroom.sandbox)
 
     @property
     def points(self) -> float:
@@ -75,21 +82,20 @@ def _error_of(cell: NotebookNode) -> dict | None:
     return None
 
 
+def _data_root() -> Path | None:
+    """The course's data folder, when it is an absolute path (shown in the sandbox)."""
+    from ferlib.data.root import default_data_root
+
+    root = default_data_root()
+    return root.resolve() if root.is_absolute() and root.is_dir() else None
+
+
 def _kernel_manager():
     """An asynchronous kernel manager (what nbclient expects, or its timeouts never fire)
-    for a kernel of this very Python, like nbval's ``--nbval-current-env``."""
-    import ipykernel.kernelspec
+    for a kernel of this very Python, unsandboxed."""
     from jupyter_client import AsyncKernelManager
-    from jupyter_client.kernelspec import KernelSpecManager
 
-    class ThisPython(KernelSpecManager):
-        def get_kernel_spec(self, kernel_name):
-            return self.kernel_spec_class(
-                resource_dir=ipykernel.kernelspec.RESOURCES,
-                **ipykernel.kernelspec.get_kernel_dict(),
-            )
-
-    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
+    return AsyncKernelManager(kernel_name="python3", kernel_spec_manager=this_python_kernelspecs())
 
 
 def _assemble(
@@ -153,19 +159,18 @@ def _assemble(
     return run, index, tampered
 
 
-def _execute(nb: NotebookNode, timeout: int, workdir: Path) -> str:
-    """Run ``nb`` in place; returns '' or why the run stopped early.
+def _execute(nb: NotebookNode, timeout: int, workdir: Path, km, env: dict, log: Path) -> str:
+    """Run ``nb`` in place in the kernel of ``km``; returns '' or why the run stopped early.
 
     A cell past ``timeout`` seconds is interrupted and gets a ``TimeoutError`` output in
-    place of the ``KeyboardInterrupt``; the cells after it still run.
+    place of the ``KeyboardInterrupt``; the cells after it still run. The kernel's own log
+    (not the notebook's stderr, which comes back as outputs) goes to ``log``.
     """
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
     from nbclient.util import run_sync
 
-    env = dict(os.environ, FERLIB_PROFILE="quick", MPLBACKEND="Agg")
-    km = _kernel_manager()
     client = NotebookClient(
         nb,
         km=km,
@@ -188,16 +193,24 @@ def _execute(nb: NotebookNode, timeout: int, workdir: Path) -> str:
             timed_out.add(cell_index)
 
     client.on_cell_executed = on_cell_executed
+
+    def last_log_line() -> str:
+        lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+        return f" (kernel log: {lines[-1][:200]})" if lines else ""
+
     try:
-        # the kernel's own log (not the notebook's stderr, which comes back as outputs)
-        client.execute(env=env, stderr=subprocess.DEVNULL)
+        with open(log, "wb") as out:  # nothing of the kernel's reaches our stdout
+            client.execute(env=env, stdout=out, stderr=out)
     except DeadKernelError as err:
-        return f"the kernel died ({err}); cells after it did not run"
+        return f"the kernel died ({err}); cells after it did not run{last_log_line()}"
     except Exception as err:  # the grader must go on with the next submission
-        return f"the run stopped: {type(err).__name__}: {err}"
+        return f"the run stopped: {type(err).__name__}: {err}{last_log_line()}"
     finally:
         if km.has_kernel:  # a kernel we passed in is ours to stop
-            run_sync(km.shutdown_kernel)(now=True)
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:  # its interrupt (by message) failed: kill it
+                run_sync(km.provisioner.kill)()
         for i in timed_out:
             cell = nb.cells[i]
             cell.outputs = [o for o in cell.outputs if o.get("output_type") != "error"]
@@ -217,8 +230,15 @@ def grade_notebook(
     instructor_path: Path,
     student: str = "",
     timeout: int = DEFAULT_TIMEOUT,
+    sandbox: bool | None = None,
+    limits: Limits | None = None,
 ) -> NotebookGrade:
-    """Execute one submission with the instructor's tests and score each exercise."""
+    """Execute one submission with the instructor's tests and score each exercise.
+
+    ``sandbox``: ``None`` runs the kernel in a sandbox (:mod:`ferlib.classroom.sandbox`,
+    with ``limits``) where one can be made, ``True`` requires one, ``False`` runs it as the
+    grader's user, as before.
+    """
     import nbformat
 
     instructor = nbformat.read(instructor_path, as_version=4)
@@ -242,13 +262,21 @@ def grade_notebook(
         run, index, tampered = _assemble(submission, instructor, student_nb)
     except Exception as err:  # not JSON, not a notebook, cells without source or metadata
         return zero("unreadable", f"not a readable notebook: {type(err).__name__}: {err}"[:300])
+    row.sandboxed = sandbox_mode(sandbox)[0]
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="ferlib-grade-") as tmp:
-        workdir = Path(tmp) / "notebooks"
-        workdir.mkdir()
+    with tempfile.TemporaryDirectory(prefix="ferlib-grade-", ignore_cleanup_errors=True) as tmp:
+        box = Path(tmp) / "box"  # all the kernel may see of it, in a sandbox
+        workdir = box / "notebooks"
+        workdir.mkdir(parents=True)
         if (ROOT / "results").is_dir():
-            (Path(tmp) / "results").symlink_to(ROOT / "results", target_is_directory=True)
-        stopped = _execute(run, timeout, workdir)
+            (box / "results").symlink_to(ROOT / "results", target_is_directory=True)
+        env = dict(os.environ, FERLIB_PROFILE="quick", MPLBACKEND="Agg")
+        if row.sandboxed:
+            km = kernel_manager(box, ROOT, _data_root(), limits)
+            env = kernel_env(env, box / "home")
+        else:
+            km = _kernel_manager()
+        stopped = _execute(run, timeout, workdir, km, env, Path(tmp) / "kernel.log")
     row.seconds = round(time.perf_counter() - started, 1)
     if stopped:
         row.status, row.message = "incomplete", stopped
@@ -336,17 +364,21 @@ def grade_path(
     notebooks: Sequence[str] | None = None,
     timeout: int = DEFAULT_TIMEOUT,
     progress: bool = True,
+    sandbox: bool | None = None,
+    limits: Limits | None = None,
 ) -> list[NotebookGrade]:
     """Grade every submission under ``path``: one row per student × notebook.
 
     ``notebooks`` (stems) are the assigned notebooks; by default those that at least one
     student handed in. A student without one of them gets a ``missing`` row; a file that is
     not a notebook, matches no course notebook, is unreadable or duplicates another gets a
-    row saying so. Rows are sorted by student, then notebook.
+    row saying so. Rows are sorted by student, then notebook. Each submission runs in its
+    own sandbox where one can be made (``sandbox``, ``limits``: see :func:`grade_notebook`).
     """
     import nbformat
     from tqdm.auto import tqdm
 
+    sandboxed = sandbox_mode(sandbox)[0]
     sources = {p.stem: p for p in _instructor_notebooks(instructor)}
     if not sources:
         raise FileNotFoundError(f"no instructor notebooks in {instructor}")
@@ -400,7 +432,9 @@ def grade_path(
             )
             continue
         try:
-            rows.append(grade_notebook(files[0], sources[stem], student, timeout=timeout))
+            rows.append(
+                grade_notebook(files[0], sources[stem], student, timeout, sandboxed, limits)
+            )
         except Exception as err:  # one submission never stops the class
             best = sum(exercise_points(nbformat.read(sources[stem], as_version=4)).values())
             rows.append(
