@@ -30,6 +30,7 @@ import re
 import signal
 import socket
 import statistics
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -54,7 +55,9 @@ def need_sandbox() -> None:
     """Skip (fail under ``FERLIB_REQUIRE_SANDBOX=1``) where no sandbox can be made."""
     problem = sandbox.sandbox_problem()
     if problem:
-        message = f"sandbox test: {problem} (Debian/Ubuntu: `{sandbox.INSTALL}`)"
+        message = f"sandbox test: {problem}"
+        if sandbox.INSTALL not in problem:
+            message += f" (Debian/Ubuntu: `{sandbox.INSTALL}`)"
         if REQUIRE:
             pytest.fail(message + " (FERLIB_REQUIRE_SANDBOX=1: this must run)", pytrace=False)
         pytest.skip(message)
@@ -317,6 +320,22 @@ def test_memory_processes_and_cpu_time_are_limited(tmp_path):
     assert report["fork"] == "BlockingIOError" and report["processes"] < 64
     assert report["busy loop"] == -signal.SIGXCPU
     assert _scores(row) == FULL
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="bubblewrap is for Linux")
+def test_instructor_notebooks_in_a_folder_shown_are_covered(tmp_path):
+    data, box = tmp_path / "data", tmp_path / "box"
+    (data / "instructor").mkdir(parents=True)
+    (data / "MNIST").mkdir()
+    (box / "notebooks").mkdir(parents=True)
+    args = sandbox.bwrap_args(box, ROOT, data, sandbox.Limits(), hide=[data / "instructor"])
+    text = " ".join(args)
+    assert f"--ro-bind {data / 'instructor'} " in text  # shown, as every entry of data/
+    assert f"--tmpfs {data / 'instructor'} " in text  # then covered
+    assert text.index(f"--tmpfs {data / 'instructor'}") > text.index(f"--ro-bind {data}/")
+    assert f"--tmpfs {ROOT}" not in text and f"--tmpfs {data} " not in text
+    args = sandbox.bwrap_args(box, ROOT, None, sandbox.Limits(), hide=[ROOT / "notebooks"])
+    assert args.count("--tmpfs") == 2  # /dev/shm and /tmp: notebooks/ is not shown anyway
 
 
 # ----------------------------------------------------------------------------- modes

@@ -272,7 +272,8 @@ def grade_notebook(
             (box / "results").symlink_to(ROOT / "results", target_is_directory=True)
         env = dict(os.environ, FERLIB_PROFILE="quick", MPLBACKEND="Agg")
         if row.sandboxed:
-            km = kernel_manager(box, ROOT, _data_root(), limits)
+            hide = [instructor_path.parent, path.parent]
+            km = kernel_manager(box, ROOT, _data_root(), limits, hide)
             env = kernel_env(env, box / "home")
         else:
             km = _kernel_manager()

@@ -50,24 +50,10 @@ if TYPE_CHECKING:  # jupyter_client is imported where used: dev extra
 INSTALL = "sudo apt-get install bubblewrap"
 NOBODY = 65534  # the kernel's user and group when the grader runs as root
 
-#: Environment variables a kernel gets (exact names, or prefixes ending in ``_``).
-ENV_KEEP = (
-    "PATH",
-    "LANG",
-    "LANGUAGE",
-    "LC_",
-    "TZ",
-    "TERM",
-    "PYTHON",
-    "VIRTUAL_ENV",
-    "CONDA_",
-    "FERLIB_",
-    "MPLBACKEND",
-    "OMP_",
-    "MKL_",
-    "OPENBLAS_",
-    "TORCH_",
-)
+#: The environment variables a sandboxed kernel gets: these names, and those that start with
+#: one of :data:`ENV_PREFIXES`. The grader's others (a token, a password) stay out.
+ENV_NAMES = ("PATH", "LANG", "LANGUAGE", "TZ", "TERM", "VIRTUAL_ENV", "MPLBACKEND")
+ENV_PREFIXES = ("LC_", "PYTHON", "CONDA_", "FERLIB_", "OMP_", "MKL_", "OPENBLAS_", "TORCH_")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -109,21 +95,30 @@ def _isolation(root: bool) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
+def _version() -> str:
+    done = subprocess.run([_bwrap() or "bwrap", "--version"], capture_output=True, text=True)
+    return done.stdout.strip() or "bubblewrap"
+
+
+@functools.lru_cache(maxsize=1)
 def sandbox_problem() -> str:
-    """Why no sandbox can be made here ('' when one can): bubblewrap missing or failing."""
+    """Why no sandbox can be made here ('' when one can): not Linux, bubblewrap missing,
+    older than 0.8 (Debian 12, Ubuntu 24.04 have it) or refused by the system."""
     if not sys.platform.startswith("linux"):
         return f"no sandbox on {sys.platform} (bubblewrap needs Linux)"
     bwrap = _bwrap()
     if bwrap is None:
         return f"bubblewrap (bwrap) is not installed; install it with `{INSTALL}`"
     probe = [bwrap, *_isolation(os.geteuid() == 0), "--ro-bind", "/", "/", "--proc", "/proc"]
+    probe += ["--perms", "1777", "--size", "1048576", "--tmpfs", "/tmp"]
+    probe += ["--perms", "0755", "--dir", "/tmp/probe"]  # what a kernel's sandbox uses
     try:
         done = subprocess.run([*probe, "true"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as err:
         return f"bubblewrap cannot run: {err}"
     if done.returncode != 0:
         why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        return f"bubblewrap cannot make a sandbox here: {why}"
+        return f"{_version()} cannot make a sandbox here (need >= 0.8): {why}"
     return ""
 
 
@@ -141,10 +136,9 @@ def sandbox_mode(requested: bool | None = None) -> tuple[bool, str]:
         raise RuntimeError(f"a sandbox was required but {problem}")
     if problem:
         return False, f"grading WITHOUT a sandbox: {problem}"
-    version = subprocess.run([_bwrap() or "bwrap", "--version"], capture_output=True, text=True)
     return True, (
-        f"grading in a sandbox ({version.stdout.strip() or 'bubblewrap'}): each submission "
-        "alone, no network, course read-only, its processes ended with it"
+        f"grading in a sandbox ({_version()}): each submission alone, no network, course "
+        "read-only, its processes ended with it"
     )
 
 
@@ -193,24 +187,22 @@ def _python_dirs() -> list[Path]:
 
 
 def kernel_env(env: Mapping[str, str], home: Path) -> dict[str, str]:
-    """The variables of ``env`` a kernel needs (:data:`ENV_KEEP`), with its own home and
-    ``/tmp``; ``FERLIB_RUNS`` is dropped (a notebook's runs go to its own ``../runs``)."""
-    keep = {
-        k: v
-        for k, v in env.items()
-        if any(k == name or (name.endswith("_") and k.startswith(name)) for name in ENV_KEEP)
-        or k.startswith("PYTHON")
-    }
+    """The variables of ``env`` a kernel needs (:data:`ENV_NAMES`, :data:`ENV_PREFIXES`),
+    with its own home and ``/tmp``; without ``FERLIB_RUNS`` (runs go to its ``../runs``)."""
+    keep = {k: v for k, v in env.items() if k in ENV_NAMES or k.startswith(ENV_PREFIXES)}
     keep.pop("FERLIB_RUNS", None)
     return {**keep, "HOME": str(home), "TMPDIR": "/tmp", "USER": "student"}
 
 
-def bwrap_args(box: Path, course: Path, data: Path | None, limits: Limits) -> list[str]:
+def bwrap_args(
+    box: Path, course: Path, data: Path | None, limits: Limits, hide: Sequence[Path] = ()
+) -> list[str]:
     """The bubblewrap command line (without the command) for one submission's folder ``box``.
 
     ``course`` is the repository (its ``ferlib/``, ``results/`` and ``pyproject.toml`` are
     shown read-only), ``data`` the data folder (read-only, with a throw-away layer in
-    ``box/.data`` for new files) or ``None``.
+    ``box/.data`` for new files) or ``None``. A folder of ``hide`` (the instructor
+    notebooks', the submissions') that lies in a folder shown is covered by an empty one.
     """
     root = os.geteuid() == 0
     args = [_bwrap() or "bwrap", *_isolation(root)]
@@ -236,6 +228,12 @@ def bwrap_args(box: Path, course: Path, data: Path | None, limits: Limits) -> li
         args += [*_bind("--bind", data, made)[:-2], str(layer), str(data)]
         for entry in sorted(data.iterdir()):
             args += ["--ro-bind", str(entry), str(entry)]
+        shown.append(data)
+    for folder in hide:
+        folder = folder.resolve()
+        if folder.is_dir() and _under(folder, shown) and not _under(box, [folder]):
+            if not any(p != folder and _under(p, [folder]) for p in shown):  # holds none
+                args += ["--tmpfs", str(folder)]
     args += [*_bind("--bind", box, made), "--chdir", str(box / "notebooks")]
     args += ["--setenv", "JPY_PARENT_PID", "1"]  # its parent is the sandbox's init: no poll
     launcher = [sys.executable, "-I", "-S", str(Path(__file__).resolve())]
@@ -244,6 +242,16 @@ def bwrap_args(box: Path, course: Path, data: Path | None, limits: Limits) -> li
     if root:
         launcher += [f"--uid={NOBODY}", f"--gid={NOBODY}"]
     return [*args, "--", *launcher, "--"]
+
+
+def _font_cache(home: Path) -> None:
+    """Copy matplotlib's font list from our cache into the kernel's fresh home (it saves
+    a notebook that plots the time to list the fonts again)."""
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    ours = Path(os.environ.get("MPLCONFIGDIR") or Path(xdg) / "matplotlib")
+    for font_list in ours.glob("fontlist-*.json"):
+        (home / ".cache" / "matplotlib").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(font_list, home / ".cache" / "matplotlib" / font_list.name)
 
 
 def _give(path: Path) -> None:
@@ -255,18 +263,24 @@ def _give(path: Path) -> None:
 
 
 def kernel_manager(
-    box: Path, course: Path, data: Path | None, limits: Limits | None = None
+    box: Path,
+    course: Path,
+    data: Path | None,
+    limits: Limits | None = None,
+    hide: Sequence[Path] = (),
 ) -> AsyncKernelManager:
     """An asynchronous kernel manager whose kernel (this Python's ipykernel) starts in a
-    sandbox for the submission folder ``box`` (which holds ``notebooks/``, the working
-    folder). The kernel's home is ``box/home``; its connection file and sockets lie in
-    ``box/kernel``; it is interrupted by message (a signal would reach bubblewrap)."""
+    sandbox (:func:`bwrap_args`) for the submission folder ``box`` (which holds
+    ``notebooks/``, the working folder). The kernel's home is ``box/home``; its connection
+    file and sockets lie in ``box/kernel``; it is interrupted by message (a signal would
+    reach bubblewrap)."""
     from jupyter_client import AsyncKernelManager
 
     limits = limits or Limits()
     for name in ("home", "kernel"):
         (box / name).mkdir(exist_ok=True)
-    command = bwrap_args(box, course, data, limits)
+    _font_cache(box / "home")
+    command = bwrap_args(box, course, data, limits, hide)
     km = AsyncKernelManager(
         kernel_name="python3",
         kernel_spec_manager=this_python_kernelspecs(command, interrupt_mode="message"),
