@@ -21,11 +21,15 @@ import json
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ferlib.commands import fail, run_command, writable
 from ferlib.experiments.table1 import format_table
 from ferlib.experiments.wmnist import PROFILES, RUNS, load_study_data, run_config
 from ferlib.paper import ALPHA, LAMBDA
+
+if TYPE_CHECKING:
+    from ferlib.experiments.fer_data import TooFewImagesError
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -93,12 +97,39 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--json", type=Path, default=None, help="write the history here")
 
     standin = sub.add_parser(
-        "standin", help="write a synthetic stand-in for RAF-DB (drawn faces, not RAF-DB)"
+        "standin",
+        help="write a synthetic stand-in for RAF-DB (drawn faces, not RAF-DB)",
+        description="Draw a synthetic stand-in for RAF-DB (RAF-DB's layout and class "
+        "imbalance, drawn faces). By default it goes where `python -m ferlib fer --dataset "
+        "standin --profile PROFILE` reads it, <data root>/standin/scale<S>-size<N>/ (data "
+        "root: $FERLIB_DATA or data/), at the profile's scale S and size N, so that fer "
+        "reuses it instead of drawing its own.",
     )
-    standin.add_argument("--out", type=Path, default=Path("data/standin"))
-    standin.add_argument("--scale", type=float, default=1.0, help="fraction of RAF-DB's counts")
-    standin.add_argument("--seed", type=int, default=0)
-    standin.add_argument("--size", type=int, default=100, help="image side in pixels")
+    standin.add_argument(
+        "--profile",
+        choices=["rafdb-paper", "affectnet-paper", "cpu", "quick"],
+        default="cpu",
+        help="the fer profile whose stand-in to draw: its scale and size (default: %(default)s)",
+    )
+    standin.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: the folder fer --dataset standin reads, <data root>/standin/"
+        "scale<S>-size<N>; fer reads no other folder",
+    )
+    standin.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="fraction of RAF-DB's counts (default: the profile's)",
+    )
+    standin.add_argument(
+        "--seed", type=int, default=0, help="(default: 0, the seed fer --dataset standin draws)"
+    )
+    standin.add_argument(
+        "--size", type=int, default=None, help="image side in pixels (default: the profile's)"
+    )
     standin.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     fer = sub.add_parser(
@@ -119,16 +150,16 @@ def main(argv: list[str] | None = None) -> int:
         default="cpu",
         choices=["rafdb-paper", "affectnet-paper", "cpu", "quick"],
         help="rafdb-paper, affectnet-paper: the paper's recipes, for a GPU; cpu (15 epochs) "
-        "and quick (2 epochs, a pipeline check): sized for the stand-in on a CPU "
-        "(default: %(default)s)",
+        "and quick (2 epochs, a pipeline check): sized for the stand-in on a CPU, with small "
+        "crops (a warning says so on a real dataset) (default: %(default)s)",
     )
     fer.add_argument(
         "--loss",
         nargs="+",
         choices=["softmax", "center", "dda"],
-        default=["dda"],
-        help=f"softmax alone; center: + λ L_C with λ = {LAMBDA}; dda: + γ L_DDA as well "
-        "(default: %(default)s)",
+        required=True,
+        help=f"required, one or more: softmax alone; center: + λ L_C with λ = {LAMBDA}; dda: "
+        "+ γ L_DDA as well",
     )
     fer.add_argument(
         "--scaling",
@@ -150,7 +181,22 @@ def main(argv: list[str] | None = None) -> int:
         "--data-root",
         type=Path,
         default=None,
-        help="the dataset's folder (default: data/<dataset> or $FERLIB_DATA)",
+        help="the dataset's folder (default: data/<dataset> or $FERLIB_DATA); for standin, the "
+        "folder holding scale<S>-size<N>/ (default: <data root>/standin; see the standin "
+        "command)",
+    )
+    fer.add_argument(
+        "--skip-corrupt",
+        action="store_true",
+        help="RAF-DB, AffectNet, stand-in: leave unreadable images out (a warning counts "
+        "them) instead of stopping at the first",
+    )
+    fer.add_argument(
+        "--fer2013-labels",
+        choices=["auto", "fer2013", "ferplus"],
+        default="auto",
+        help="FER2013's labels: its own 7 classes, or FER+'s 8 (fer2013new.csv); auto: FER+ "
+        "when fer2013new.csv is found (a line says which) (default: %(default)s)",
     )
     fer.add_argument("--out", type=Path, default=None, help="default: results/<dataset>")
     fer.add_argument("--checkpoints", type=Path, default=None, help="default: OUT/checkpoints")
@@ -268,7 +314,9 @@ def _fer(args: argparse.Namespace) -> int:
     one process per GPU (DistributedDataParallel)."""
     import torch
 
+    from ferlib.data.images import CorruptImageError
     from ferlib.experiments.fer import PROFILES, load_data, run_fer
+    from ferlib.experiments.fer_data import TooFewImagesError
     from ferlib.runtime import distributed, is_main, rank, world_size
 
     profile = PROFILES[args.profile]
@@ -290,16 +338,30 @@ def _fer(args: argparse.Namespace) -> int:
     status = 0
     with distributed() as device:
         main = is_main()  # asked while the process group exists: after it, every rank is 0
-        data = load_data(
-            args.dataset,
-            profile,
-            device,
-            args.data_root,
-            seed=args.seed,
-            rank=rank(),
-            world_size=world_size(),
-            progress=is_main() and not args.no_progress,
-        )
+        try:
+            data = load_data(
+                args.dataset,
+                profile,
+                device,
+                args.data_root,
+                seed=args.seed,
+                rank=rank(),
+                world_size=world_size(),
+                progress=is_main() and not args.no_progress,
+                skip_corrupt=args.skip_corrupt,
+                fer2013_labels=args.fer2013_labels,
+            )
+        except CorruptImageError as err:  # the library's advice names its own parameter
+            cause = err.__cause__
+            raise ValueError(
+                f"cannot read image {err.path} ({type(cause).__name__}: {cause}); re-extract "
+                "or re-download it, or pass --skip-corrupt to leave unreadable images out (a "
+                "warning counts them)"
+            ) from err
+        except TooFewImagesError as err:
+            raise ValueError(_too_few_images(err)) from err
+        if main and (warning := _crop_warning(args.dataset, args.profile)):
+            print(f"python -m ferlib fer: warning: {warning}", file=sys.stderr)
         for loss, scaling, gamma in runs:
             result = run_fer(
                 args.dataset,
@@ -324,18 +386,89 @@ def _fer(args: argparse.Namespace) -> int:
     return status
 
 
-def _standin(args: argparse.Namespace) -> int:
-    from ferlib.data.synthetic import make_standin, standin_counts
+def _crop_warning(dataset: str, profile_name: str) -> str | None:
+    """The warning for a profile sized for the stand-in (its own small crop) used on a real
+    dataset, or None."""
+    from ferlib.experiments.fer import CROPS, PROFILES
 
-    out = make_standin(args.out, args.scale, args.seed, args.size, progress=not args.no_progress)
-    counts = standin_counts(args.scale)
+    crop = PROFILES[profile_name].crop
+    size, own = CROPS[dataset]
+    if dataset == "standin" or crop is None or crop == own:
+        return None
+    whose, real = {
+        "rafdb": ("the paper's crop is", "--profile rafdb-paper"),
+        "affectnet": ("the paper's crop is", "--profile affectnet-paper"),
+    }.get(dataset, ("the other profiles crop", f"--profile rafdb-paper (crop {own})"))
+    return (
+        f"the {profile_name} profile is sized for the synthetic stand-in: on {dataset} it "
+        f"trains and tests on {crop}-pixel crops of {size}-pixel images, where {whose} {own}; "
+        f"for a real run use {real}"
+    )
+
+
+def _too_few_images(err: TooFewImagesError) -> str:
+    """The command line's message for a training set smaller than one batch: which
+    profiles would fit."""
+    from ferlib.experiments.fer import PROFILES
+
+    images, per_rank = err.images, err.per_rank
+    smaller = sorted((p.batch_size, n) for n, p in PROFILES.items() if p.batch_size <= per_rank)
+    shard = f" ({per_rank} per process)" if per_rank != images else ""
+    advice = (
+        "use the whole dataset (--data-root), or a profile with a smaller batch: "
+        + ", ".join(f"--profile {n} ({b})" for b, n in smaller)
+        if smaller
+        else "no profile's batch is that small: point --data-root at the whole dataset"
+    )
+    return (
+        f"{err.dataset}: the training set has {images} images{shard}, fewer than one batch "
+        f"of {err.batch_size} (--profile {err.profile}); training drops the last incomplete "
+        f"batch, so an epoch would have no step. {advice[0].upper()}{advice[1:]}"
+        + ("; or start fewer processes" if shard else "")
+    )
+
+
+def _standin(args: argparse.Namespace) -> int:
+    """Draw the stand-in where ``fer --dataset standin`` reads it (by default), and say
+    which ``fer`` command reads the folder written, or that none does."""
+    from ferlib.data import default_data_root
+    from ferlib.data.synthetic import make_standin, standin_counts
+    from ferlib.experiments.fer import PROFILES as FER_PROFILES
+    from ferlib.experiments.fer_data import standin_folder
+
+    chosen = FER_PROFILES[args.profile]
+    scale = args.scale if args.scale is not None else chosen.standin_scale
+    size = args.size if args.size is not None else chosen.standin_size
+    target = args.out if args.out is not None else standin_folder(scale, size)
+    out = make_standin(target, scale, args.seed, size, progress=not args.no_progress)
+    counts = standin_counts(scale)
     train, test = (sum(c[s] for c in counts.values()) for s in (0, 1))
     print(f"synthetic stand-in for RAF-DB (NOT RAF-DB) written to {out}/")
-    print(f"scale {args.scale:g}, seed {args.seed}, {args.size}x{args.size} RGB JPEG")
+    print(f"scale {scale:g}, seed {args.seed}, {size}x{size} RGB JPEG")
     print(f"{train} train / {test} test images; per class (train / test):")
     for code, (name, (n_train, n_test)) in enumerate(counts.items(), start=1):
         print(f"  {code} {name:<10} {n_train:>6} / {n_test}")
     print("numbers measured on it are not RAF-DB numbers (see README.txt there)")
+    readers = [
+        n
+        for n, p in FER_PROFILES.items()
+        if standin_folder(p.standin_scale, p.standin_size, out.parent) == out
+    ]
+    if readers and args.seed == 0:
+        default = out.parent.resolve() == (default_data_root() / "standin").resolve()
+        root = "" if default else f" --data-root {out.parent}"
+        profiles = "|".join(readers)
+        print(f"read by: python -m ferlib fer --dataset standin --profile {profiles}{root}")
+    else:
+        cpu = FER_PROFILES["cpu"]
+        print(
+            f"note: python -m ferlib fer --dataset standin does not read {out}: it reads (and "
+            "draws with seed 0 when missing) <data root>/standin/scale<S>-size<N>/ at its "
+            f"profile's scale and size (--profile cpu: "
+            f"{standin_folder(cpu.standin_scale, cpu.standin_size)}); leave out --out"
+            + (" and --seed" if args.seed else "")
+            + " to write there"
+        )
     return 0
 
 

@@ -138,7 +138,8 @@ def test_cli_says_where_it_looked_for_a_missing_dataset(tmp_path, capsys):
 
     empty = tmp_path / "nothing-here"
     empty.mkdir()
-    args = ["fer", "--dataset", "rafdb", "--profile", "quick", "--data-root", str(empty)]
+    args = ["fer", "--dataset", "rafdb", "--profile", "quick", "--loss", "dda"]
+    args += ["--data-root", str(empty)]
     assert main([*args, "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "RAF-DB not found" in err and str(empty) in err
@@ -184,7 +185,7 @@ def test_find_rafdb_reads_the_data_root(tmp_path, monkeypatch):
 def test_cli_refuses_a_negative_gamma_and_an_unwritable_out_before_any_work(tmp_path, capsys):
     from ferlib.cli import main
 
-    base = ["fer", "--dataset", "standin", "--profile", "quick", "--no-progress"]
+    base = ["fer", "--dataset", "standin", "--profile", "quick", "--loss", "dda", "--no-progress"]
     assert main([*base, "--gamma", "-1", "--out", str(tmp_path / "a")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("python -m ferlib fer: error: --gamma: expected values >= 0")
@@ -199,7 +200,7 @@ def test_cli_refuses_sync_bn_without_a_gpu(tmp_path, capsys, monkeypatch):
     from ferlib.cli import main
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    args = ["fer", "--dataset", "standin", "--profile", "quick", "--sync-bn"]
+    args = ["fer", "--dataset", "standin", "--profile", "quick", "--loss", "dda", "--sync-bn"]
     assert main([*args, "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     assert "--sync-bn: SyncBatchNorm" in capsys.readouterr().err
 
@@ -214,7 +215,7 @@ def test_fer_help_explains_each_choice_and_default(capsys):
         "(default: standin)",
         "(default: cpu)",
         "for a GPU",
-        "(default: ['dda'])",
+        "--loss {softmax,center,dda} [{softmax,center,dda} ...]",
         "authors' released code",
         "λ = 0.01",
     ):

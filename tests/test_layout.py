@@ -110,7 +110,10 @@ def test_the_old_import_paths_still_give_the_same_objects():
     [
         (["scale", "--sizes", "601", "--no-progress"], "python -m ferlib scale"),
         (["grade", "no/such/folder"], "python -m ferlib grade"),
-        (["fer", "--dataset", "rafdb", "--data-root", "no/such/folder"], "python -m ferlib fer"),
+        (
+            ["fer", "--dataset", "rafdb", "--loss", "dda", "--data-root", "no/such/folder"],
+            "python -m ferlib fer",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2_in_every_command(argv, prog, capsys):

@@ -63,7 +63,8 @@ def read_image(path: str | Path, mode: str = "RGB") -> Tensor:
     except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError) as err:
         raise CorruptImageError(
             f"cannot read image {path}: {type(err).__name__}: {err}. Re-extract or re-download "
-            "this file, or pass skip_corrupt=True to skip unreadable images and count them.",
+            "this file, or leave unreadable images out and count them: skip_corrupt=True "
+            "(RAFDB, AffectNet) or --skip-corrupt (python -m ferlib fer).",
             path,
         ) from err
     tensor = torch.from_numpy(array.copy())

@@ -33,7 +33,7 @@ import hashlib
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -172,6 +172,26 @@ def _aligned_name(name: str) -> str:
     return name if stem.endswith("_aligned") else f"{stem}_aligned{suffix}"
 
 
+def _case_hint(wanted: Iterable[str], present: Iterable[str]) -> str:
+    """A sentence naming a file of ``present`` that differs from one of ``wanted`` only in
+    upper/lower case (a download unpacked on a case-insensitive disk, renamed by hand), or
+    ``""`` when there is none."""
+    folded = {name.casefold(): name for name in present}
+    twins = {folded[name.casefold()]: name for name in wanted if name.casefold() in folded}
+    if not twins:
+        return ""
+    other, name = next(iter(twins.items()))
+    which = (
+        f"{other} exists"
+        if len(twins) == 1
+        else f"{len(twins)} of them exist in another upper/lower case, e.g. {other}"
+    )
+    return (
+        f" {which}, which differs from {name} only in upper/lower case: file names are "
+        "case-sensitive here, so rename the files to the names listed."
+    )
+
+
 def _unreadable(path: Path) -> bool:
     """Whether PIL fails to decode ``path`` (header, verify, then a full decode)."""
     try:
@@ -272,9 +292,10 @@ class RAFDB(Dataset):
             present = set(os.listdir(aligned))
             missing = [f for f in files if f.name not in present]
             if missing:
+                case = _case_hint([f.name for f in missing], present)
                 raise FileNotFoundError(
                     f"RAF-DB: {len(missing)} image(s) listed in {self.label_file} are missing, "
-                    f"e.g. {missing[0]}. Re-extract Image/aligned.zip."
+                    f"e.g. {missing[0]}." + (case or " Re-extract Image/aligned.zip.")
                 )
         return files, [label for _, label in entries]
 
@@ -306,9 +327,10 @@ class RAFDB(Dataset):
         for name, label, line in _read_labels_csv(self.label_file):
             key = name if name in folder_of else _aligned_name(name)
             if key not in folder_of:
+                case = _case_hint([name, _aligned_name(name)], folder_of)
                 raise FileNotFoundError(
                     f"RAF-DB: image {name} listed in {self.label_file}, line {line}, is "
-                    f"missing from {split_dir}/{{1..7}}/"
+                    f"missing from {split_dir}/{{1..7}}/." + case
                 )
             path, folder_label = folder_of.pop(key)
             if folder_label != label:

@@ -1,11 +1,14 @@
 """The data of the facial-expression experiments: loaders for RAF-DB, AffectNet, FER2013 and
-the synthetic stand-in at a profile's crop and batch size, where RAF-DB is, and the test
-outputs (features, predictions, labels) a run saves beside its result.
+the synthetic stand-in at a profile's crop and batch size, where RAF-DB and the stand-in
+are, and the test outputs (features, predictions, labels) a run saves beside its result.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +27,7 @@ from ferlib.data import (
     AffectNet,
     default_data_root,
 )
-from ferlib.data.cache import decode_dataset
+from ferlib.data.cache import cache_file, decode_dataset
 from ferlib.data.device import DeviceLoader, stream_loader
 from ferlib.data.synthetic import make_standin
 from ferlib.runtime import is_distributed
@@ -35,10 +38,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CROPS",
     "DATASETS",
+    "TooFewImagesError",
     "find_rafdb",
     "load_data",
     "load_test_outputs",
     "save_test_outputs",
+    "standin_folder",
+    "user_cache_dir",
 ]
 
 DATASETS: tuple[str, ...] = ("rafdb", "affectnet", "fer2013", "standin")
@@ -52,6 +58,91 @@ CROPS: dict[str, tuple[int, int]] = {
 }
 
 
+class TooFewImagesError(ValueError):
+    """The training set holds fewer images per process than one batch: training drops the
+    last incomplete batch, so an epoch would have no step at all.
+
+    ``dataset``, ``images`` (the training set's size), ``per_rank`` (what each process
+    sees), ``batch_size`` and ``profile`` (its name) say which.
+    """
+
+    def __init__(
+        self, dataset: str, images: int, per_rank: int, batch_size: int, profile: str
+    ) -> None:
+        shard = f" ({per_rank} per process)" if per_rank != images else ""
+        super().__init__(
+            f"the {dataset} training set has {images} images{shard}, fewer than one batch of "
+            f"the {profile!r} profile ({batch_size} images): training drops the last "
+            "incomplete batch, so an epoch would have no step. Use the whole dataset, or a "
+            "profile with a smaller batch"
+        )
+        self.dataset, self.images, self.per_rank = dataset, images, per_rank
+        self.batch_size, self.profile = batch_size, profile
+
+
+def standin_folder(scale: float, size: int, root: str | Path | None = None) -> Path:
+    """The folder :func:`load_data` reads (and draws, when it is missing) for a stand-in
+    at ``scale`` and ``size``: ``<root>/scale<scale>-size<size>``, ``root`` being
+    ``<data root>/standin`` by default (``$FERLIB_DATA/standin`` or ``data/standin``).
+
+    ``python -m ferlib standin`` writes there by default, so that ``python -m ferlib fer
+    --dataset standin`` with a profile of that scale and size reuses what it drew.
+    """
+    base = Path(root) if root is not None else default_data_root() / "standin"
+    return base / f"scale{scale:g}-size{size}"
+
+
+def user_cache_dir() -> Path:
+    """Where decoded datasets are cached when their own folder cannot be written:
+    ``$XDG_CACHE_HOME/ferlib``, else ``~/.cache/ferlib``."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "ferlib"
+
+
+def _can_write(folder: Path) -> bool:
+    """Whether a file can be written in ``folder`` (created if needed)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _cache_dir(preferred: Path, datasets: Sequence[Any], announce: bool) -> Path | None:
+    """``preferred`` when it already holds the caches of ``datasets`` or can be written;
+    else :func:`user_cache_dir`, with a line saying so; else no cache (None)."""
+    if all(cache_file(ds, preferred).is_file() for ds in datasets) or _can_write(preferred):
+        return preferred
+    fallback = user_cache_dir()
+    usable = _can_write(fallback)
+    if announce:
+        where = f"the decoded images are cached in {fallback}" if usable else "no cache is kept"
+        print(f"cannot write in {preferred} (a read-only data folder): {where}")
+    return fallback if usable else None
+
+
+def _check_batch(dataset: str, images: int, profile: FERProfile, world_size: int) -> None:
+    """Raise :class:`TooFewImagesError` when no process would get one training batch."""
+    per_rank = math.ceil(images / world_size)
+    if per_rank < profile.batch_size:
+        raise TooFewImagesError(dataset, images, per_rank, profile.batch_size, profile.name)
+
+
+def _fer2013_line(data: FER2013) -> str:
+    """Which labels FER2013 was read with, and how to choose the others."""
+    if data.label_source == "ferplus":
+        return (
+            f"FER2013 with the 8 FER+ classes (majority votes of {data.ferplus_file}); "
+            "fer2013_labels='fer2013' (--fer2013-labels fer2013) gives FER2013's own 7"
+        )
+    return (
+        f"FER2013 with its own 7 classes ({data.csv_file}); the 8 FER+ classes need "
+        "fer2013new.csv beside it (fer2013_labels='ferplus', --fer2013-labels ferplus)"
+    )
+
+
 def load_data(
     dataset: str,
     profile: FERProfile,
@@ -62,12 +153,24 @@ def load_data(
     rank: int = 0,
     world_size: int = 1,
     progress: bool = True,
+    skip_corrupt: bool = False,
+    fer2013_labels: str = "auto",
 ) -> tuple[Any, Any, list[str]]:
     """Training and test loaders on ``device`` and the class names of ``dataset``.
 
     RAF-DB, FER2013 and the stand-in are decoded once into a uint8 tensor cached under
-    ``<data root>/cache`` and augmented on the device; AffectNet streams from disk through
-    a DataLoader with workers. Under DistributedDataParallel each rank reads its own shard.
+    ``<data root>/cache`` (the stand-in's: in its own folder, :func:`standin_folder`; a
+    read-only data folder: :func:`user_cache_dir`, with a line saying so) and augmented on
+    the device; AffectNet streams from disk through a DataLoader with workers. Under
+    DistributedDataParallel each rank reads its own shard.
+
+    ``skip_corrupt``: leave unreadable RAF-DB and AffectNet images out (counted in a
+    warning) instead of failing on the first. ``fer2013_labels``: ``"auto"`` (FER+'s 8
+    classes when ``fer2013new.csv`` is there, else FER2013's 7), ``"fer2013"`` or
+    ``"ferplus"``; a line says which was used.
+
+    Raises:
+        TooFewImagesError: the training set holds fewer images per process than one batch.
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
@@ -85,7 +188,9 @@ def load_data(
     )
     shard = {"rank": rank, "world_size": world_size, "device": device}
     if dataset == "affectnet":
-        train_set, test_set = AffectNet(data_root, "train"), AffectNet(data_root, "val")
+        train_set = AffectNet(data_root, "train", skip_corrupt=skip_corrupt)
+        test_set = AffectNet(data_root, "val", skip_corrupt=skip_corrupt)
+        _check_batch(dataset, len(train_set), profile, world_size)
         common = {"crop": crop, "resize": size, "device": device, "seed": seed}
         return (
             stream_loader(
@@ -101,18 +206,31 @@ def load_data(
         )
 
     def prepare() -> list[tuple[Any, Tensor, Tensor]]:
+        cache: Path | None
         if dataset == "standin":
-            folder = data_root or default_data_root() / "standin"
-            folder = folder / f"scale{profile.standin_scale:g}-size{profile.standin_size}"
+            folder = standin_folder(profile.standin_scale, profile.standin_size, data_root)
             make_standin(
                 folder, scale=profile.standin_scale, size=profile.standin_size, progress=progress
             )
-            sets, cache = (RAFDB(folder, "train"), RAFDB(folder, "test")), folder / "cache"
+            sets: tuple[Any, Any] = (
+                RAFDB(folder, "train", skip_corrupt=skip_corrupt),
+                RAFDB(folder, "test", skip_corrupt=skip_corrupt),
+            )
+            cache = folder / "cache"
         elif dataset == "rafdb":
-            sets = RAFDB(data_root, "train"), RAFDB(data_root, "test")
+            sets = (
+                RAFDB(data_root, "train", skip_corrupt=skip_corrupt),
+                RAFDB(data_root, "test", skip_corrupt=skip_corrupt),
+            )
             cache = (data_root or default_data_root()) / "cache"
         else:
-            sets, cache = (FER2013(data_root, "train"), FER2013(data_root, "test")), None
+            sets = tuple(FER2013(data_root, s, labels=fer2013_labels) for s in ("train", "test"))
+            cache = None
+            if rank == 0:
+                print(_fer2013_line(sets[0]))
+        _check_batch(dataset, len(sets[0]), profile, world_size)
+        if cache is not None:
+            cache = _cache_dir(cache, sets, announce=rank == 0)
         return [(ds, *decode_dataset(ds, cache_dir=cache, progress=progress)) for ds in sets]
 
     # under torchrun, rank 0 draws the stand-in and writes the cache; the others then read it
