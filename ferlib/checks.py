@@ -19,7 +19,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["check_close", "check_grad_matches", "check_gradient", "check_shape", "rel_error"]
+__all__ = [
+    "check_close",
+    "check_differentiable",
+    "check_grad_matches",
+    "check_gradient",
+    "check_inputs_unchanged",
+    "check_new_tensor",
+    "check_shape",
+    "rel_error",
+]
 
 
 def _as_tensor(x, name: str) -> Tensor:
@@ -144,3 +153,91 @@ def check_gradient(fn: Callable[..., Tensor], inputs, name: str, eps: float = 1e
             "only torch operations (no .item(), .numpy() or in-place tricks)?"
         )
     print(f"✓ {name}: gradcheck passed, relative error {err:.1e}")
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Equal shape and values, NaN equal to NaN."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point():
+        return bool(((a == b) | (a.isnan() & b.isnan())).all())
+    return torch.equal(a, b)
+
+
+def check_inputs_unchanged(fn: Callable[..., object], inputs, name: str) -> None:
+    """Assert that ``fn(*inputs)`` leaves its tensor arguments as they were.
+
+    ``fn`` is called on copies, so the caller's tensors stay intact even when it fails: an
+    in-place operation inside ``fn`` (``x -= ...``, ``x.sub_(...)``, ``x[...] = ...``)
+    would otherwise change the caller's data behind its back.
+    """
+    inputs = inputs if isinstance(inputs, tuple | list) else (inputs,)
+    copies = [t.detach().clone() if isinstance(t, Tensor) else t for t in inputs]
+    fn(*copies)
+    for i, (t, c) in enumerate(zip(inputs, copies, strict=True), start=1):
+        if isinstance(t, Tensor) and not _same(t.detach(), c):
+            raise AssertionError(
+                f"{name} changed its argument {i} (shape {tuple(t.shape)}) in place: an "
+                "in-place operation (x -= ..., x.sub_(...), x[...] = ...) edits the caller's "
+                "tensor. Compute a new one instead, e.g. shifted = x - ..."
+            )
+    print(f"✓ {name}: leaves its inputs unchanged")
+
+
+def check_differentiable(fn: Callable[..., Tensor], inputs, name: str) -> None:
+    """Assert that autograd can differentiate ``fn(*inputs)`` with respect to its
+    floating-point tensor inputs: the result is a tensor attached to the graph, and every
+    such input gets a finite gradient (integer tensors such as labels are passed as they are).
+
+    A result made with ``.detach()``, ``.item()``, ``torch.tensor(...)`` or under
+    ``torch.no_grad()`` has the right value and teaches a network nothing.
+    """
+    inputs = inputs if isinstance(inputs, tuple | list) else (inputs,)
+    leaves: list[Tensor] = []
+    args = []
+    for t in inputs:
+        if isinstance(t, Tensor) and t.is_floating_point():
+            leaves.append(t.detach().clone().requires_grad_(True))
+            args.append(leaves[-1] * 1)  # not a leaf: an in-place edit inside fn is allowed
+        else:
+            args.append(t)
+    if not leaves:
+        raise AssertionError(f"{name}: no floating-point tensor among the inputs to check.")
+    out = fn(*args)
+    if not isinstance(out, Tensor):
+        raise AssertionError(
+            f"{name}: returned a {type(out).__name__}, not a tensor; autograd can only "
+            "differentiate tensors (no .item() or float() on the result)."
+        )
+    if not out.requires_grad or out.grad_fn is None:
+        raise AssertionError(
+            f"{name}: the result is detached from autograd's graph, so a network trained with "
+            "it would not learn: no .detach(), .item(), .numpy(), torch.tensor(...) or "
+            "torch.no_grad() on the way from the inputs to the result."
+        )
+    try:
+        grads = torch.autograd.grad(out.sum(), leaves, allow_unused=True)
+    except RuntimeError as err:
+        raise AssertionError(f"{name}: autograd cannot differentiate the result: {err}") from err
+    for i, g in enumerate(grads, start=1):
+        if g is None or not torch.isfinite(g).all():
+            what = "does not depend on" if g is None else "has a NaN or infinite gradient for"
+            raise AssertionError(f"{name}: the result {what} floating-point input {i}.")
+    print(f"✓ {name}: differentiable, gradients reach its inputs")
+
+
+def check_new_tensor(result, source: Tensor, name: str, source_name: str) -> None:
+    """Assert that ``result`` is a tensor of its own, not ``source`` changed in place.
+
+    ``x.mul_(...)``, ``x *= ...`` and the like return ``x`` itself: ``result`` and
+    ``source`` then share their memory, and every later use of ``source`` sees the change.
+    """
+    if not isinstance(result, Tensor):
+        raise AssertionError(f"{name}: expected a tensor, got {type(result).__name__}")
+    if result.untyped_storage().data_ptr() == source.untyped_storage().data_ptr():
+        raise AssertionError(
+            f"{name} shares its memory with {source_name}: an in-place operation (mul_, "
+            f"add_, *=, +=) changed {source_name} itself, and every later cell would see "
+            f"the change. Compute {name} as a new tensor, with * and + instead."
+        )
+    print(f"✓ {name}: a new tensor, {source_name} untouched")

@@ -209,6 +209,47 @@ def test_check_grad_matches(capsys):
         checks.check_grad_matches(ref * float("nan"), ref, "g")
 
 
+def test_check_inputs_unchanged_catches_an_in_place_edit_and_spares_the_caller(capsys):
+    x, labels = torch.randn(4, 3), torch.tensor([0, 2, 1, 0])
+    before = x.clone()
+    checks.check_inputs_unchanged(lambda a, b: (a - a.max()).sum(), (x, labels), "f")
+    assert "✓ f: leaves its inputs unchanged" in capsys.readouterr().out
+
+    def shift(a, b):
+        a -= a.max(dim=1, keepdim=True).values
+        return a.sum()
+
+    with pytest.raises(AssertionError, match=r"f changed its argument 1 .* in place"):
+        checks.check_inputs_unchanged(shift, (x, labels), "f")
+    assert torch.equal(x, before)  # it ran on copies
+
+
+@pytest.mark.parametrize(
+    ("fn", "words"),
+    [
+        (lambda a: (a**2).sum().detach(), "detached from autograd's graph"),
+        (lambda a: torch.tensor((a**2).sum().item()), "detached from autograd's graph"),
+        (lambda a: (a**2).sum().item(), "returned a float, not a tensor"),
+        (lambda a: a.new_ones((), requires_grad=True) * 2, "does not depend"),
+        (lambda a: a.sqrt().sum(), "NaN or infinite gradient"),
+    ],
+    ids=["detach", "item-tensor", "item", "unused", "nan"],
+)
+def test_check_differentiable_fails_helpfully(fn, words, capsys):
+    x = torch.tensor([[1.0, 0.0], [-2.0, 3.0]])
+    checks.check_differentiable(lambda a: (a**2).sum(), x, "f")
+    assert "✓ f: differentiable" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match=re.escape(words)):
+        checks.check_differentiable(fn, x, "f")
+
+
+def test_check_new_tensor():
+    images = torch.rand(3, 4)
+    checks.check_new_tensor(images * 2 + 1, images, "raw", "images")
+    with pytest.raises(AssertionError, match="raw shares its memory with images"):
+        checks.check_new_tensor(images.mul_(2).add_(1), images, "raw", "images")
+
+
 class _WrongSquare(torch.autograd.Function):
     """x**2 with a wrong backward (x instead of 2x)."""
 

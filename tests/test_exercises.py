@@ -129,6 +129,15 @@ CASES = {
                 "raw = images * ferlib.data.MNIST_STD + ferlib.data.MNIST_MEAN\n"
                 "raw_mean, raw_std = raw.mean().item(), raw.var().item()"
             ),
+            "un-normalised in place": (
+                "raw = images.mul_(ferlib.data.MNIST_STD).add_(ferlib.data.MNIST_MEAN)\n"
+                "raw_mean, raw_std = raw.mean().item(), raw.std().item()"
+            ),
+            "in place, then copied": (
+                "images *= ferlib.data.MNIST_STD\nimages += ferlib.data.MNIST_MEAN\n"
+                "raw = images.clone()\n"
+                "raw_mean, raw_std = raw.mean().item(), raw.std().item()"
+            ),
         },
     ),
     ("00_setup", 3): (
@@ -167,6 +176,24 @@ CASES = {
                 "    s = logits - logits.max(dim=1, keepdim=True).values\n"
                 "    p = s.exp() / s.exp().sum(dim=1, keepdim=True)\n"
                 "    return -p[torch.arange(len(labels)), labels].mean()"
+            ),
+            "a detached result": (
+                "def my_softmax_loss(logits, labels):\n"
+                "    s = logits - logits.max(dim=1, keepdim=True).values\n"
+                "    log_p = s - s.exp().sum(dim=1, keepdim=True).log()\n"
+                "    return -log_p[torch.arange(len(labels)), labels].mean().detach()"
+            ),
+            "a number made a tensor again": (
+                "def my_softmax_loss(logits, labels):\n"
+                "    s = logits - logits.max(dim=1, keepdim=True).values\n"
+                "    log_p = s - s.exp().sum(dim=1, keepdim=True).log()\n"
+                "    return torch.tensor(-log_p[torch.arange(len(labels)), labels].mean().item())"
+            ),
+            "max subtracted in place": (
+                "def my_softmax_loss(logits, labels):\n"
+                "    logits -= logits.max(dim=1, keepdim=True).values\n"
+                "    log_p = logits - logits.exp().sum(dim=1, keepdim=True).log()\n"
+                "    return -log_p[torch.arange(len(labels)), labels].mean()"
             ),
         },
     ),
