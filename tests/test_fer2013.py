@@ -113,6 +113,19 @@ def test_ferplus_majority_labels_and_drops(tmp_path: Path) -> None:
     assert test.dropped == {"majority not a face": 1}
 
 
+def test_a_ferplus_row_without_votes_is_dropped(tmp_path: Path) -> None:
+    """No annotator voted: every column ties at 0, and the row has no label to keep (taking
+    the first column would call it Neutral)."""
+    _write_fer(tmp_path / "fer2013.csv")
+    rows = list(FERPLUS)
+    rows[2] = ("fer0000002.png", [0] * 10)  # a train row, named, without a single vote
+    _write_ferplus(tmp_path / "fer2013new.csv", rows)
+    train = FER2013(tmp_path, split="train", labels="ferplus")
+    assert 2 not in train.rows and train.rows == [0]
+    assert train.dropped == {"tied vote": 1, "unnamed": 1}
+    assert train.votes is not None and train.votes.sum(1).min() > 0
+
+
 def test_auto_labels_pick_ferplus_only_when_present(tmp_path: Path) -> None:
     _write_fer(tmp_path / "fer2013.csv")
     assert FER2013(tmp_path, split="val").label_source == "fer2013"

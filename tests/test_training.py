@@ -417,3 +417,112 @@ def test_the_loop_does_not_wait_for_the_device_on_every_step(monkeypatch):
     train(TinyNet(), train_loader, None, cfg, progress=False)
     steps = 2 * len(train_loader)
     assert reads["n"] <= 3 * 2, f"{reads['n']} host reads in {steps} steps"
+
+
+def _two_batch_loader(seed: int = 0) -> TensorLoader:
+    x, y = blobs(40, seed)
+    return TensorLoader(x, y, batch_size=len(y) // 2 + 1)  # two batches, in stored order
+
+
+def _hand_sgd(loader, lr: float, momentum: float, weight_decay: float) -> TinyNet:
+    """One epoch of the softmax loss under SGD written out as PyTorch defines it:
+    d = g + wd w; v = d on the first step, v = μ v + d after; w -= lr v."""
+    seed_everything(0)
+    model = TinyNet()
+    velocity: list[Tensor | None] = [None] * len(list(model.parameters()))
+    for x, y in loader:
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(model(x)[1], y).backward()
+        with torch.no_grad():
+            for i, p in enumerate(model.parameters()):
+                d = p.grad + weight_decay * p
+                velocity[i] = d.clone() if velocity[i] is None else momentum * velocity[i] + d
+                p -= lr * velocity[i]
+    return model
+
+
+def test_sgd_follows_the_configured_momentum_and_weight_decay():
+    """Two steps of the loop are two steps of SGD with momentum and weight decay (momentum
+    shows from the second step on; large values, so that dropping either moves the weights
+    elsewhere)."""
+    loader = _two_batch_loader()
+    assert len(loader) == 2
+    seed_everything(0)
+    model = TinyNet()
+    cfg = config(epochs=1, lr=0.1, momentum=0.9, weight_decay=0.05)
+    train(model, loader, None, cfg, progress=False)
+    expected = _hand_sgd(loader, 0.1, 0.9, 0.05)
+    for (name, a), b in zip(
+        model.state_dict().items(), expected.state_dict().values(), strict=True
+    ):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7), name
+    for other in (_hand_sgd(loader, 0.1, 0.0, 0.05), _hand_sgd(loader, 0.1, 0.9, 0.0)):
+        assert not torch.allclose(model.features[1].weight, other.features[1].weight, atol=1e-5)
+
+
+def test_resume_refuses_a_change_of_dda_scaling(tmp_path):
+    """With a DDA term the scaling changes every step (the published one divides by the
+    batch size), so a checkpoint of one scaling must not continue as the other."""
+    seed_everything(0)
+    train_loader, _ = loaders()
+    path = tmp_path / "dda.pt"
+    dda = dict(lam=0.01, gamma=1.0)
+    train(TinyNet(), train_loader, None, config(epochs=1, **dda), checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="scaling: 'paper' there, 'published' now"):
+        train(
+            TinyNet(),
+            train_loader,
+            None,
+            config(epochs=2, scaling="published", **dda),
+            checkpoint=path,
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize("clip", [None, 1.0], ids=["no-clipping", "clipping"])
+def test_every_step_goes_through_the_gradient_scaler_and_unscales_before_clipping(
+    monkeypatch, clip
+):
+    """Mixed precision needs the scaler around every step: the loss scaled before backward,
+    the gradients unscaled before they are clipped (else the clip would bound the scaled
+    gradients), the step and the update through it. The scaler is disabled on the CPU, but
+    the loop calls it all the same, so a spy records the order here."""
+    calls: list[str] = []
+    enabled: list[bool] = []
+
+    class SpyScaler(torch.amp.GradScaler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            enabled.append(self.is_enabled())
+
+        def scale(self, outputs):
+            calls.append("scale")
+            return super().scale(outputs)
+
+        def unscale_(self, optimizer):
+            calls.append("unscale_")
+            return super().unscale_(optimizer)
+
+        def step(self, optimizer, *args, **kwargs):
+            calls.append("step")
+            return super().step(optimizer, *args, **kwargs)
+
+        def update(self, *args, **kwargs):
+            calls.append("update")
+            return super().update(*args, **kwargs)
+
+    real_clip = torch.nn.utils.clip_grad_norm_
+
+    def spy_clip(parameters, max_norm, *args, **kwargs):
+        calls.append("clip")
+        return real_clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", SpyScaler)
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
+    seed_everything(0)
+    train(TinyNet(), _two_batch_loader(), None, config(epochs=1, grad_clip=clip), progress=False)
+    one_step = (
+        ["scale", "unscale_", "clip", "step", "update"] if clip else ["scale", "step", "update"]
+    )
+    assert calls == one_step * 2
+    assert enabled == [False]  # AMP runs on CUDA only
