@@ -454,11 +454,17 @@ def _standin(args: argparse.Namespace) -> int:
         for n, p in FER_PROFILES.items()
         if standin_folder(p.standin_scale, p.standin_size, out.parent) == out
     ]
+    default = out.parent.resolve() == (default_data_root() / "standin").resolve()
+    root = "" if default else f" --data-root {out.parent}"
+    profiles = "|".join(readers)
     if readers and args.seed == 0:
-        default = out.parent.resolve() == (default_data_root() / "standin").resolve()
-        root = "" if default else f" --data-root {out.parent}"
-        profiles = "|".join(readers)
         print(f"read by: python -m ferlib fer --dataset standin --profile {profiles}{root}")
+    elif readers:
+        print(
+            f"note: python -m ferlib fer --dataset standin --profile {profiles}{root} reads "
+            f"this folder but draws its stand-in with seed 0: it would replace this seed "
+            f"{args.seed} one; pass --out elsewhere to keep both"
+        )
     else:
         cpu = FER_PROFILES["cpu"]
         print(

@@ -211,6 +211,16 @@ def test_a_standin_written_elsewhere_says_which_folder_fer_reads(tmp_path, capsy
     assert f"(--profile cpu: {reads})" in printed
 
 
+def test_a_standin_of_another_seed_in_fers_folder_is_said_to_be_replaced(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("FERLIB_DATA", str(tmp_path / "data"))
+    assert main(["standin", "--profile", "quick", "--seed", "1", "--no-progress"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "--profile quick reads this folder but draws its stand-in with seed 0" in printed
+    assert "read by:" not in printed
+
+
 # ----------------------------------------------------------------------------- what it says
 
 
