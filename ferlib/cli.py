@@ -7,6 +7,7 @@ Examples::
     python -m ferlib train --gamma 7 --profile cpu       # one DDA run on W-MNIST
     python -m ferlib stability | scale | fer | standin   # the other experiments and the stand-in
     python -m ferlib paired --root results/wmnist-repro  # paired tests between a study's runs
+    python -m ferlib fer-report --root results/standin   # the stand-in FER study over seeds
     python -m ferlib student                             # notebooks/student/ (ferlib.classroom)
     python -m ferlib grade submissions/ --out grades     # grade a class offline
 
@@ -85,6 +86,25 @@ def main(argv: list[str] | None = None) -> int:
     paired.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     paired.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
     paired.add_argument("--out", type=Path, default=None, help="default: ROOT/paired.json")
+
+    report = sub.add_parser(
+        "fer-report",
+        help="the stand-in FER study over seeds: convergence, groups, NCM, centers, paired tests",
+        description="Read the stand-in study's runs (results/standin/run_study.sh) and write "
+        "ROOT/study.json and study.txt.",
+    )
+    report.add_argument("--root", type=Path, default=Path("results/standin"), help="its runs")
+    report.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    report.add_argument(
+        "--profile", default="cpu", help="the runs' profile, first part of their file names"
+    )
+    report.add_argument(
+        "--checkpoints",
+        default=None,
+        help="each seed's checkpoint folder with {seed}, for the centers' lag "
+        "(e.g. 'runs/standin-ckpt-seed{seed}'; default: left out)",
+    )
+    report.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples")
 
     one = sub.add_parser("train", help="train LeNets++ on W-MNIST with one loss")
     _common(one)
@@ -217,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         "stability": _stability,
         "scale": _scale,
         "paired": _paired,
+        "fer-report": _fer_report,
         "train": _train,
     }
     return run_command(f"{parser.prog} {args.command}", handlers[args.command], args)
@@ -285,6 +306,37 @@ def _paired(args: argparse.Namespace) -> int:
     out = args.out or args.root / "paired.json"
     report = paired_report(args.root, args.seeds, n_resamples=args.resamples, out=out)
     text = format_paired(report)
+    out.with_suffix(".txt").write_text(text + "\n")
+    print(text)
+    print(f"\nwritten to {out} and {out.with_suffix('.txt')}")
+    return 0
+
+
+def _fer_report(args: argparse.Namespace) -> int:
+    from ferlib.data import RAFDB, default_data_root
+    from ferlib.experiments.fer import PROFILES
+    from ferlib.experiments.fer_study import format_study, study_report
+
+    if args.resamples < 100:
+        raise ValueError(
+            f"--resamples: expected at least 100 bootstrap resamples, got {args.resamples}"
+        )
+    cpu = PROFILES["cpu"]
+    folder = default_data_root() / "standin" / f"scale{cpu.standin_scale:g}-size{cpu.standin_size}"
+    labels = RAFDB(folder, "train").targets if (folder / "basic").is_dir() else None
+    if labels is None:
+        print(f"no stand-in at {folder}: the Wen-step statistics are left out", file=sys.stderr)
+    out = args.root / "study.json"
+    report = study_report(
+        args.root,
+        args.seeds,
+        profile=args.profile,
+        checkpoints=args.checkpoints,
+        train_labels=labels,
+        n_resamples=args.resamples,
+        out=out,
+    )
+    text = format_study(report)
     out.with_suffix(".txt").write_text(text + "\n")
     print(text)
     print(f"\nwritten to {out} and {out.with_suffix('.txt')}")

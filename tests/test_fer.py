@@ -61,6 +61,21 @@ def test_quick_run_writes_its_result_and_the_table(standin, tmp_path):
     assert feats.shape == (test_loader.num_samples, 512) and feats.dtype == torch.float32
     assert torch.equal(labels, test_loader.labels.cpu())
     assert confusion_matrix(preds, labels, k).tolist() == cm
+    # the nearest-class-mean rules (notebook 04) on the 512-D features: the saved class means
+    # are those of the training features under the test view, and each rule's predictions
+    # are the nearest mean; recomputed here from the saved arrays
+    with np.load(out / "quick-dda-5-paper-seed0-test.npz") as z:
+        means = torch.from_numpy(z["class_means"])
+        ncm, cosine = torch.from_numpy(z["ncm"]).long(), torch.from_numpy(z["cosine_ncm"]).long()
+    assert means.shape == (k, 512)
+    # (the features were saved as float16: allow a rare near-tie to flip)
+    nearest = torch.cdist(feats.double(), means.double()).argmin(1)
+    assert (ncm == nearest).double().mean() >= 0.95
+    assert result["ncm_accuracy"] == pytest.approx(100 * (ncm == labels).double().mean(), abs=0.01)
+    assert result["cosine_ncm_accuracy"] == pytest.approx(
+        100 * (cosine == labels).double().mean(), abs=0.01
+    )
+    assert len(result["ncm_per_class_accuracy"]) == k
 
 
 def test_a_diverged_run_is_recorded_without_accuracies(standin, tmp_path):

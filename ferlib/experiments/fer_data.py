@@ -272,10 +272,18 @@ def find_rafdb(root: str | Path | None = None) -> Path | None:
 
 
 def save_test_outputs(
-    path: str | Path, features: Tensor, predictions: Tensor, labels: Tensor
+    path: str | Path,
+    features: Tensor,
+    predictions: Tensor,
+    labels: Tensor,
+    extra: dict[str, Tensor] | None = None,
 ) -> Path:
     """Write a run's test outputs to ``path`` (.npz): features (N, D) as float16,
-    predictions (N,) and labels (N,) as uint8. About 1 KB per test image at D = 512."""
+    predictions (N,) and labels (N,) as uint8. About 1 KB per test image at D = 512.
+
+    ``extra``: more arrays by name: other rules' predictions (N,) as uint8 (``ncm``,
+    ``cosine_ncm``), anything else (the ``class_means`` (K, D)) as float32.
+    """
     n = len(labels)
     if features.ndim != 2 or len(features) != n or predictions.shape != (n,):
         raise ValueError(
@@ -289,6 +297,10 @@ def save_test_outputs(
         features=features.cpu().numpy().astype(np.float16),
         predictions=predictions.cpu().numpy().astype(np.uint8),
         labels=labels.cpu().numpy().astype(np.uint8),
+        **{
+            name: a.cpu().numpy().astype(np.uint8 if a.shape == (n,) else np.float32)
+            for name, a in (extra or {}).items()
+        },
     )
     return path
 

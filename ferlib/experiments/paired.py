@@ -15,7 +15,8 @@ the difference is significant and in which direction, and reports its spread ove
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,9 +73,10 @@ def compare(
     *,
     n_resamples: int = 2000,
     seed: int = 0,
+    num_classes: int = 10,
 ) -> dict[str, Any]:
     """Runs A and B (test outputs of :func:`~ferlib.experiments.wmnist.load_outputs`) under
-    one ``rule``, on the test images whose label is in ``classes``.
+    one ``rule``, on the test images whose label is in ``classes`` (of ``num_classes``).
 
     Returns accuracies (%) of A and B, the difference A − B with its paired bootstrap 95%
     interval, McNemar's discordant counts and exact p-value, and the difference in average
@@ -91,7 +93,7 @@ def compare(
         raise ValueError(f"compare: no test image has a label in {list(classes)}")
     y, pa, pb = labels[keep], np.asarray(a[rule])[keep], np.asarray(b[rule])[keep]
     test = mcnemar_test(pa, pb, y)
-    diff = paired_bootstrap(pa, pb, y, 10, n_resamples=n_resamples, seed=seed)
+    diff = paired_bootstrap(pa, pb, y, num_classes, n_resamples=n_resamples, seed=seed)
     return {
         "a_acc": pct(100 * np.mean(pa == y)),
         "b_acc": pct(100 * np.mean(pb == y)),
@@ -106,15 +108,33 @@ def compare(
     }
 
 
-def _load(root: Path, template: str, seed: int) -> dict[str, np.ndarray]:
+def load_wmnist(path: Path) -> dict[str, np.ndarray]:
+    """A W-MNIST run's test outputs (:func:`~ferlib.experiments.wmnist.save_outputs`)."""
+    return {k: v.numpy() for k, v in load_outputs(path).items()}
+
+
+def _diverged(path: Path) -> bool:
+    """Whether the run whose outputs would be at ``path`` (``<stem>-test.npz``) left a result
+    ``<stem>.json`` that says it diverged (a diverged run saves no test outputs)."""
+    record = path.with_name(path.name.removesuffix("-test.npz") + ".json")
+    if not record.is_file():
+        return False
+    return json.loads(record.read_text()).get("status") == "diverged"
+
+
+def _load(
+    root: Path, template: str, seed: int, load: Callable[[Path], dict[str, np.ndarray]]
+) -> dict[str, np.ndarray] | None:
+    """The run's outputs, or None for a run recorded as diverged."""
     path = root / template.format(seed=seed)
     if not path.is_file():
+        if _diverged(path):
+            return None
         raise FileNotFoundError(
-            f"paired: no test outputs at {path} (expected the <run>-test.npz that "
-            "`python -m ferlib study --out ...` writes for a finished run; a run that "
-            "diverged has none: leave it out of `runs`)"
+            f"paired: no test outputs at {path} (expected the <run>-test.npz that a finished "
+            "run writes beside its result; a run recorded as diverged has none and is skipped)"
         )
-    return {k: v.numpy() for k, v in load_outputs(path).items()}
+    return load(path)
 
 
 def paired_report(
@@ -128,6 +148,8 @@ def paired_report(
     alpha: float = 0.05,
     n_resamples: int = 2000,
     out: str | Path | None = None,
+    num_classes: int = 10,
+    load: Callable[[Path], dict[str, np.ndarray]] = load_wmnist,
 ) -> dict[str, Any]:
     """Every pair × rule × group × seed compared (:func:`compare`), and per pair, rule and
     group a verdict over seeds: on how many seeds A is significantly better (McNemar
@@ -135,20 +157,30 @@ def paired_report(
     Also each run's average per-class accuracy with its bootstrap interval (the classifier),
     the noise of the paper's metric for imbalance. Written to ``out`` (JSON) when given.
 
-    ``runs`` maps a run's name to its ``.npz`` path under ``root``, with ``{seed}``.
+    ``runs`` maps a run's name to its ``.npz`` path under ``root``, with ``{seed}``;
+    ``load`` reads one such file. A run recorded as diverged on a seed (its ``.json`` says
+    so, and it left no outputs) is listed in ``diverged`` and that seed is left out of every
+    comparison it is part of.
     """
     root = Path(root)
     unknown = sorted({name for pair in pairs for name in pair} - set(runs))
     if unknown:
         raise ValueError(f"paired: pairs name runs {unknown} that `runs` does not list")
-    loaded = {s: {name: _load(root, t, s) for name, t in runs.items()} for s in seeds}
+    loaded = {s: {name: _load(root, t, s, load) for name, t in runs.items()} for s in seeds}
+    diverged = {
+        name: [s for s in seeds if loaded[s][name] is None]
+        for name in runs
+        if any(loaded[s][name] is None for s in seeds)
+    }
     noise = {}
     for name in runs:
         per_seed = []
         for s in seeds:
             run = loaded[s][name]
+            if run is None:
+                continue
             iv = mean_class_accuracy_interval(
-                run["classifier"], run["labels"], 10, n_resamples=n_resamples
+                run["classifier"], run["labels"], num_classes, n_resamples=n_resamples
             )
             per_seed.append({"seed": s, "value": pct(iv.value), "ci": [pct(iv.low), pct(iv.high)]})
         noise[name] = per_seed
@@ -159,10 +191,18 @@ def paired_report(
                 per_seed = [
                     {"seed": s}
                     | compare(
-                        loaded[s][a_name], loaded[s][b_name], rule, classes, n_resamples=n_resamples
+                        loaded[s][a_name],
+                        loaded[s][b_name],
+                        rule,
+                        classes,
+                        n_resamples=n_resamples,
+                        num_classes=num_classes,
                     )
                     for s in seeds
+                    if loaded[s][a_name] is not None and loaded[s][b_name] is not None
                 ]
+                if not per_seed:
+                    continue
                 diffs = [c["diff"] for c in per_seed]
                 significant = [c for c in per_seed if c["p_value"] < alpha]
                 comparisons.append(
@@ -186,6 +226,7 @@ def paired_report(
         "alpha": alpha,
         "n_resamples": n_resamples,
         "groups": {k: list(v) for k, v in groups.items()},
+        "diverged": diverged,
         "mean_class_acc_noise": noise,
         "comparisons": comparisons,
     }
@@ -204,14 +245,20 @@ def format_paired(report: Mapping[str, Any]) -> str:
         f"{'A vs B':26} {'rule':10} {'group':8} {head}   {'mean':>6}  A>B / A<B / n.s.",
     ]
     for c in report["comparisons"]:
+        by_seed = {s["seed"]: s for s in c["seeds"]}
         cells = " ".join(
-            f"{s['diff']:+8.2f}{'*' if s['p_value'] < report['alpha'] else ' '}" for s in c["seeds"]
+            f"{by_seed[s]['diff']:+8.2f}{'*' if by_seed[s]['p_value'] < report['alpha'] else ' '}"
+            if s in by_seed
+            else f"{'-':>8} "
+            for s in seeds
         )
         verdict = f"{c['a_better']} / {c['b_better']} / {c['not_significant']}"
         pair = f"{c['a']} vs {c['b']}"
         lines.append(
             f"{pair:26} {c['rule']:10} {c['group']:8} {cells}   {c['mean_diff']:+6.2f}  {verdict}"
         )
+    for name, bad in report.get("diverged", {}).items():
+        lines.append(f"- : {name} diverged on seed(s) {', '.join(map(str, bad))}, no outputs")
     lines.append("")
     lines.append("average per-class accuracy of the classifier, with its 95% bootstrap interval")
     for name, per_seed in report["mean_class_acc_noise"].items():
