@@ -71,9 +71,11 @@ def test_quick_run_writes_its_result_and_the_table(standin, tmp_path):
     # (the features were saved as float16: allow a rare near-tie to flip)
     nearest = torch.cdist(feats.double(), means.double()).argmin(1)
     assert (ncm == nearest).double().mean() >= 0.95
-    assert result["ncm_accuracy"] == pytest.approx(100 * (ncm == labels).double().mean(), abs=0.01)
+    assert result["ncm_accuracy"] == pytest.approx(
+        100 * (ncm == labels).double().mean().item(), abs=0.01
+    )
     assert result["cosine_ncm_accuracy"] == pytest.approx(
-        100 * (cosine == labels).double().mean(), abs=0.01
+        100 * (cosine == labels).double().mean().item(), abs=0.01
     )
     assert len(result["ncm_per_class_accuracy"]) == k
 
