@@ -20,6 +20,7 @@ from ferlib.experiments.fer_study import (
     study_report,
     wen_prediction,
 )
+from ferlib.experiments.paired import format_paired
 
 K = 7
 LABELS = torch.arange(K).repeat_interleave(10)  # 10 test faces per expression, 70 in all
@@ -120,7 +121,8 @@ def write_run(root: Path, ckpts: Path, stem: str, seed: int, wrong: dict[int, in
             ckpts.mkdir(parents=True, exist_ok=True)
             centers = means.clone()
             centers[1] *= 1.5  # Fear's center lags
-            torch.save({"centers": centers}, ckpts / f"{stem}.pt")
+            # as the loop saves them: the state dict of the loss module that holds them
+            torch.save({"centers": {"centers": centers}}, ckpts / f"{stem}.pt")
     root.mkdir(parents=True, exist_ok=True)
     (root / f"{stem}.json").write_text(json.dumps(record))
 
@@ -186,6 +188,11 @@ def test_study_report_reads_groups_skips_a_diverged_seed_and_measures_the_center
     assert "SYNTHETIC STAND-IN" in text and "diverged after 0 epoch(s)" in text
     assert "NOT flat" in text  # 10 points between the last two evaluations
     assert "dda-5 paper diverged on seed(s) 1" in text
+    # the notebook prints parts of the paired report: one rule, one group, no intervals
+    part = format_paired(report["paired"], rules=("ncm",), groups=("minority",), noise=False)
+    rows = [line for line in part.splitlines()[2:] if " vs " in line]
+    assert len(rows) == 5 and all(" ncm " in r and "minority" in r for r in rows)
+    assert "average per-class" not in part and "diverged on seed(s) 1" in part
 
 
 def test_the_command_writes_the_report_and_fails_clearly_without_runs(tmp_path, capsys):

@@ -247,7 +247,7 @@ def study_report(
                 with np.load(npz) as z:
                     means = torch.from_numpy(z["class_means"])
                 lags.setdefault(name, []).append(
-                    {"seed": s, "lag": center_lag(state["centers"], means)}
+                    {"seed": s, "lag": center_lag(state["centers"]["centers"], means)}
                 )
     summary = {}
     for name, rows in runs.items():

@@ -235,9 +235,16 @@ def paired_report(
     return report
 
 
-def format_paired(report: Mapping[str, Any]) -> str:
+def format_paired(
+    report: Mapping[str, Any],
+    rules: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    noise: bool = True,
+) -> str:
     """The report as text: one line per pair, rule and group, with each seed's difference
-    (an asterisk marks McNemar p < alpha), the mean, and the verdict over seeds."""
+    (an asterisk marks McNemar p < alpha), the mean, and the verdict over seeds; only the
+    ``rules`` and ``groups`` given (default: all), and the runs' average per-class accuracy
+    intervals when ``noise``."""
     seeds = report["seeds"]
     head = " ".join(f"{'seed ' + str(s):>9}" for s in seeds)
     lines = [
@@ -245,6 +252,10 @@ def format_paired(report: Mapping[str, Any]) -> str:
         f"{'A vs B':26} {'rule':10} {'group':8} {head}   {'mean':>6}  A>B / A<B / n.s.",
     ]
     for c in report["comparisons"]:
+        if (rules is not None and c["rule"] not in rules) or (
+            groups is not None and c["group"] not in groups
+        ):
+            continue
         by_seed = {s["seed"]: s for s in c["seeds"]}
         cells = " ".join(
             f"{by_seed[s]['diff']:+8.2f}{'*' if by_seed[s]['p_value'] < report['alpha'] else ' '}"
@@ -259,6 +270,8 @@ def format_paired(report: Mapping[str, Any]) -> str:
         )
     for name, bad in report.get("diverged", {}).items():
         lines.append(f"- : {name} diverged on seed(s) {', '.join(map(str, bad))}, no outputs")
+    if not noise:
+        return "\n".join(lines)
     lines.append("")
     lines.append("average per-class accuracy of the classifier, with its 95% bootstrap interval")
     for name, per_seed in report["mean_class_acc_noise"].items():
