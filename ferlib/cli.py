@@ -313,16 +313,19 @@ def _paired(args: argparse.Namespace) -> int:
 
 
 def _fer_report(args: argparse.Namespace) -> int:
-    from ferlib.data import RAFDB, default_data_root
+    from ferlib.data import RAFDB
     from ferlib.experiments.fer import PROFILES
+    from ferlib.experiments.fer_data import standin_folder
     from ferlib.experiments.fer_study import format_study, study_report
 
     if args.resamples < 100:
         raise ValueError(
             f"--resamples: expected at least 100 bootstrap resamples, got {args.resamples}"
         )
-    cpu = PROFILES["cpu"]
-    folder = default_data_root() / "standin" / f"scale{cpu.standin_scale:g}-size{cpu.standin_size}"
+    if args.profile not in PROFILES:
+        raise ValueError(f"--profile: expected one of {sorted(PROFILES)}, got {args.profile!r}")
+    prof = PROFILES[args.profile]
+    folder = standin_folder(prof.standin_scale, prof.standin_size)  # where fer drew it
     labels = RAFDB(folder, "train").targets if (folder / "basic").is_dir() else None
     if labels is None:
         print(f"no stand-in at {folder}: the Wen-step statistics are left out", file=sys.stderr)

@@ -34,6 +34,7 @@ __all__ = [
     "mean_class_accuracy",
     "mean_class_accuracy_interval",
     "nearest_mean_predict",
+    "nearest_mean_rules",
     "paired_bootstrap",
     "per_class_accuracy",
     "tsne_2d",
@@ -153,6 +154,21 @@ def cosine_mean_predict(
     unit = torch.nn.functional.normalize(train_features.double(), dim=1)
     means = torch.nn.functional.normalize(class_means(unit, train_labels, num_classes), dim=1)
     return (torch.nn.functional.normalize(features.double(), dim=1) @ means.T).argmax(dim=1)
+
+
+def nearest_mean_rules(
+    features: Tensor, train_features: Tensor, train_labels: Tensor, num_classes: int
+) -> dict[str, Tensor]:
+    """Both nearest-class-mean readings of test features (N, D), with the means of the
+    training features (M, D) and labels (M,): ``ncm`` (Euclidean, :func:`nearest_mean_predict`)
+    and ``cosine_ncm`` (by angle, :func:`cosine_mean_predict`) predictions (N,), and the
+    ``class_means`` (K, D) the Euclidean rule used."""
+    means = class_means(train_features, train_labels, num_classes)
+    return {
+        "ncm": nearest_mean_predict(features, means),
+        "cosine_ncm": cosine_mean_predict(features, train_features, train_labels, num_classes),
+        "class_means": means,
+    }
 
 
 def tsne_2d(features: Tensor, seed: int = 0, pca_dim: int = 50, max_iter: int = 1000) -> np.ndarray:

@@ -14,6 +14,7 @@ from ferlib.metrics import (
     mean_class_accuracy,
     mean_class_accuracy_interval,
     nearest_mean_predict,
+    nearest_mean_rules,
     paired_bootstrap,
     per_class_accuracy,
     tsne_2d,
@@ -207,3 +208,12 @@ def test_cosine_mean_predict_goes_by_angle_where_the_euclidean_rule_goes_by_dist
     # the lengths of the training features do not matter, only their directions
     stretched = train * torch.tensor([[0.1], [5.0], [3.0], [0.5]])
     assert cosine_mean_predict(test, stretched, train_labels, 2).tolist() == [0, 1]
+
+
+def test_nearest_mean_rules_gives_both_readings_and_the_means_they_used():
+    train = torch.tensor([[10.0, 0.0], [12.0, 0.0], [0.0, 0.1], [0.0, 0.2]])
+    train_labels = torch.tensor([0, 0, 1, 1])
+    test = torch.tensor([[1.0, 0.05], [0.5, 3.0]])
+    rules = nearest_mean_rules(test, train, train_labels, 2)
+    assert rules["ncm"].tolist() == [1, 1] and rules["cosine_ncm"].tolist() == [0, 1]
+    assert torch.allclose(rules["class_means"], torch.tensor([[11.0, 0.0], [0.0, 0.15]]))

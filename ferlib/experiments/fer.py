@@ -51,11 +51,9 @@ from ferlib.experiments.results import (
 from ferlib.losses import Scaling
 from ferlib.metrics import (
     accuracy,
-    class_means,
     confusion_matrix,
-    cosine_mean_predict,
     mean_class_accuracy,
-    nearest_mean_predict,
+    nearest_mean_rules,
     per_class_accuracy,
 )
 from ferlib.models import ResNet18
@@ -317,12 +315,7 @@ def nearest_mean_outputs(
         fingerprint=train_loader.fingerprint,
     )
     train_feats, _, train_labels = predict(model, train_eval)
-    means = class_means(train_feats, train_labels, num_classes)
-    return {
-        "ncm": nearest_mean_predict(test_features, means),
-        "cosine_ncm": cosine_mean_predict(test_features, train_feats, train_labels, num_classes),
-        "class_means": means,
-    }
+    return nearest_mean_rules(test_features, train_feats, train_labels, num_classes)
 
 
 def write_table(out: str | Path) -> list[dict[str, Any]]:

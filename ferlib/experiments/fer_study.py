@@ -33,7 +33,7 @@ import torch
 from scipy import stats
 
 from ferlib.data.rafdb import RAFDB_CLASSES
-from ferlib.experiments.paired import format_paired, paired_report
+from ferlib.experiments.paired import RULES, format_paired, paired_report
 from ferlib.experiments.results import pct, write_json
 
 __all__ = [
@@ -74,8 +74,6 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("dda-5 paper", "center"),
     ("dda-5 published", "center"),
 )
-
-RULES: tuple[str, ...] = ("classifier", "ncm", "cosine_ncm")
 
 
 def load_fer_outputs(path: str | Path) -> dict[str, np.ndarray]:
@@ -209,6 +207,7 @@ def study_report(
     """
     root = Path(root)
     runs: dict[str, list[dict[str, Any]]] = {}
+    prof: dict[str, Any] | None = None  # the profile, as the first result records it
     lags: dict[str, list[dict[str, Any]]] = {}
     templates = {
         name: t.replace("{profile}", profile) for name, t in STUDY_RUNS.items()
@@ -218,6 +217,7 @@ def study_report(
         for s in seeds:
             stem = template.format(seed=s)
             r = _read(root, stem)
+            prof = prof or r["profile"]
             row: dict[str, Any] = {"seed": s, "status": r["status"], "seconds": r["seconds"]}
             if r["status"] != "ok":
                 row["error"] = r.get("error", "")
@@ -273,10 +273,8 @@ def study_report(
         num_classes=len(RAFDB_CLASSES),
         load=load_fer_outputs,
     )
-    first = _read(root, templates["softmax"].format(seed=seeds[0]))
-    prof = first["profile"]
     wen = None
-    if train_labels is not None:
+    if train_labels is not None and prof is not None:
         wen = wen_prediction(
             train_labels,
             prof["batch_size"],

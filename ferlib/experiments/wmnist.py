@@ -30,9 +30,7 @@ from ferlib.experiments.results import pct, pcts
 from ferlib.losses import Scaling
 from ferlib.metrics import (
     accuracy,
-    class_means,
-    cosine_mean_predict,
-    nearest_mean_predict,
+    nearest_mean_rules,
     per_class_accuracy,
 )
 from ferlib.paper import GAMMAS_WMNIST, LAMBDA, PAPER_TABLE1
@@ -183,8 +181,8 @@ def classifier_and_ncm(
     last = fit.history[-1]
     feats, preds, labels = predict(model, test_loader)
     train_feats, _, train_labels = predict(model, train_eval)
-    ncm = nearest_mean_predict(feats, class_means(train_feats, train_labels, 10))
-    cosine = cosine_mean_predict(feats, train_feats, train_labels, 10)
+    rules = nearest_mean_rules(feats, train_feats, train_labels, 10)
+    ncm, cosine = rules["ncm"], rules["cosine_ncm"]
     scores = {
         "test_acc": pct(last["test_acc"]),
         "test_mean_class_acc": pct(last["test_mean_class_acc"]),
