@@ -327,8 +327,6 @@ def _fer_report(args: argparse.Namespace) -> int:
     prof = PROFILES[args.profile]
     folder = standin_folder(prof.standin_scale, prof.standin_size)  # where fer drew it
     labels = RAFDB(folder, "train").targets if (folder / "basic").is_dir() else None
-    if labels is None:
-        print(f"no stand-in at {folder}: the Wen-step statistics are left out", file=sys.stderr)
     out = args.root / "study.json"
     report = study_report(
         args.root,
@@ -343,6 +341,8 @@ def _fer_report(args: argparse.Namespace) -> int:
     out.with_suffix(".txt").write_text(text + "\n")
     print(text)
     print(f"\nwritten to {out} and {out.with_suffix('.txt')}")
+    if labels is None:
+        print(f"no stand-in at {folder}: the Wen-step statistics are left out", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,8 @@ This module reads what they wrote (``cpu-<run>-seed<S>.json`` and ``-test.npz``)
   class, and whether its center lags behind its features at the end of training
   (:func:`wen_prediction`, :func:`center_lag`, from the runs' checkpoints).
 
+The commands::
+
     bash results/standin/run_study.sh
     python -m ferlib fer-report --root results/standin --seeds 0 1 2 \\
         --checkpoints 'runs/standin-ckpt-seed{seed}'
